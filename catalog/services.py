@@ -1,0 +1,69 @@
+"""Registering playbooks and finding the version a run uses."""
+
+from __future__ import annotations
+
+import hashlib
+from functools import lru_cache
+from typing import Any
+
+from django.db import transaction
+from django.db.models import Max
+
+from catalog.dsl import PlaybookError, parse_playbook
+from catalog.models import PlaybookVersion
+from executions.engine.graph import Graph, build_graph
+
+__all__ = ["PlaybookError", "PlaybookNotFound", "register", "resolve", "compiled"]
+
+
+class PlaybookNotFound(Exception):
+    pass
+
+
+def register(text: str) -> tuple[PlaybookVersion, bool]:
+    """Validate and store a playbook; identical content returns the existing version.
+
+    Raises PlaybookError (with every issue, each naming its YAML path and
+    line) before anything is written.
+    """
+    parsed = parse_playbook(text)
+    digest = hashlib.sha256(text.encode()).hexdigest()
+    path = parsed["path"]
+    with transaction.atomic():
+        existing = PlaybookVersion.objects.filter(path=path, digest=digest).first()
+        if existing is not None:
+            return existing, False
+        latest = PlaybookVersion.objects.filter(path=path).aggregate(v=Max("version"))["v"]
+        version = PlaybookVersion.objects.create(
+            path=path,
+            version=(latest or 0) + 1,
+            name=parsed["name"],
+            content=text,
+            parsed=parsed,
+            digest=digest,
+        )
+    return version, True
+
+
+def resolve(path: str, version: int | str | None = None) -> PlaybookVersion:
+    queryset = PlaybookVersion.objects.filter(path=path)
+    if version not in (None, "", "latest"):
+        queryset = queryset.filter(version=int(version))
+    found = queryset.order_by("-version").first()
+    if found is None:
+        suffix = f" version {version}" if version not in (None, "", "latest") else ""
+        raise PlaybookNotFound(f"no playbook registered at path {path!r}{suffix}")
+    return found
+
+
+@lru_cache(maxsize=256)
+def _compiled(version_id: int, digest: str) -> tuple[dict[str, Any], Graph]:
+    parsed = PlaybookVersion.objects.values_list("parsed", flat=True).get(id=version_id)
+    return parsed, build_graph(parsed)
+
+
+def compiled(version: PlaybookVersion | int, digest: str = "") -> tuple[dict[str, Any], Graph]:
+    """The normalised playbook and its graph, cached per version (never re-parsed)."""
+    if isinstance(version, PlaybookVersion):
+        return _compiled(version.id, version.digest)
+    return _compiled(version, digest)

@@ -1,0 +1,499 @@
+"""The only writer of the engine tables.
+
+Every change to a run goes through one transaction here: lock the execution
+row, let the pure engine decide, append its events, and update the
+projections (``Execution.state``, ``Command``, ``StepRun``) from those same
+events. Claims and heartbeats touch only ``Command`` rows and write no
+events. Both run modes call these functions: embedded mode from its single
+writer thread, distributed mode from the worker protocol views.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import uuid
+from datetime import timedelta
+from typing import Any
+
+from django.db import transaction
+from django.db.models import DateTimeField, ExpressionWrapper, F, Q
+from django.db.models.functions import Now
+from django.utils import timezone
+
+from catalog import services as catalog
+from credentials.store import read_credential, secret_values
+from executions.engine.decide import Decision, Engine
+from executions.engine.state import initial_state
+from executions.engine.values import Values, dumps, loads
+from executions.models import (
+    Blob,
+    Command,
+    CommandState,
+    Event,
+    Execution,
+    Inbox,
+    Status,
+    StepRun,
+)
+
+log = logging.getLogger("noetl.executions.service")
+LEASE_TTL_S = 30.0
+TERMINAL_EVENTS = {"workflow.completed", "workflow.failed", "execution.cancelled"}
+
+
+class Stale(Exception):
+    """A report or heartbeat for a delivery that is no longer current (409)."""
+
+
+class Gone(Exception):
+    """The run already ended; nothing more is accepted for it (410)."""
+
+
+def new_execution_id() -> str:
+    """A UUIDv7: time-ordered, generated here, never by the database."""
+    ms = int(timezone.now().timestamp() * 1000)
+    rand = uuid.uuid4().int & ((1 << 74) - 1)
+    value = (ms << 80) | (0x7 << 76) | ((rand >> 62) << 64) | (0b10 << 62) | (rand & ((1 << 62) - 1))
+    return str(uuid.UUID(int=value))
+
+
+class DbBlobStore:
+    def put_blob(self, sha256: str, data: bytes) -> None:
+        Blob.objects.bulk_create(
+            [Blob(sha256=sha256, data=data, size=len(data))], ignore_conflicts=True
+        )
+
+    def get_blob(self, sha256: str) -> bytes:
+        return bytes(Blob.objects.values_list("data", flat=True).get(sha256=sha256))
+
+
+_values = Values(DbBlobStore())
+
+# Called after each commit that appended events: (execution_id, events,
+# status, number of commands dispatched). Embedded mode rings its doorbell
+# and prints progress; distributed mode publishes NATS pointers.
+listeners: list[Any] = []
+
+
+def _announce(execution_id: str, events: list[dict[str, Any]], status: str,
+              dispatched: int) -> None:
+    for listener in list(listeners):
+        listener(execution_id, events, status, dispatched)
+
+
+def values() -> Values:
+    return _values
+
+
+# -- starting ---------------------------------------------------------------
+
+
+def start_execution(
+    path: str,
+    version: int | str | None = None,
+    payload: dict[str, Any] | None = None,
+    *,
+    trigger: dict[str, Any] | None = None,
+    parent: Execution | None = None,
+    parent_command: str = "",
+    execution_id: str | None = None,
+) -> tuple[Execution, list[str]]:
+    """Create a run and its first commands. Returns (execution, command ids)."""
+    playbook_version = catalog.resolve(path, version)
+    with transaction.atomic():
+        execution = Execution.objects.create(
+            id=execution_id or new_execution_id(),
+            playbook=playbook_version,
+            path=playbook_version.path,
+            version=playbook_version.version,
+            parent=parent,
+            parent_command=parent_command,
+        )
+        engine = _engine(execution)
+        decision = engine.start(
+            payload or {},
+            playbook_ref={"path": playbook_version.path,
+                          "version": playbook_version.version,
+                          "catalog_id": str(playbook_version.id),
+                          "digest": playbook_version.digest},
+            trigger=trigger,
+            env=_template_env(),
+        )
+        dispatched = _persist(execution, engine, decision)
+    return execution, dispatched
+
+
+def _template_env() -> dict[str, Any]:
+    import os
+
+    from django.conf import settings
+
+    return {name: os.environ[name] for name in settings.NOETL_TEMPLATE_ENV if name in os.environ}
+
+
+def _engine(execution: Execution) -> Engine:
+    parsed, graph = catalog.compiled(execution.playbook_id, "")
+    return Engine(parsed, execution.state or initial_state(), _values,
+                  execution_id=execution.id, catalog_id=str(execution.playbook_id),
+                  graph=graph)
+
+
+# -- persisting a decision ----------------------------------------------------
+
+
+def _persist(execution: Execution, engine: Engine, decision: Decision,
+             worker_id: str = "") -> list[str]:
+    """Append the decision's events and bring every projection up to date."""
+    seq = execution.next_seq
+    rows = []
+    for ev in decision.events:
+        rows.append(Event(
+            execution=execution, seq=seq, kind=ev["kind"], step=ev.get("step") or "",
+            command_id=ev.get("command_id") or "", status=ev.get("status") or "",
+            delivery=ev.get("delivery"), worker_id=worker_id,
+            duration_ms=ev.get("duration_ms"), payload=ev["payload"],
+            error=ev.get("error"),
+        ))
+        seq += 1
+    Event.objects.bulk_create(rows)
+    _project_commands(execution, decision)
+    _project_step_runs(execution, decision.events)
+    state = engine.state
+    execution.state = state
+    execution.next_seq = seq
+    execution.status = state["status"]
+    fields = ["state", "next_seq", "status"]
+    terminal = next((e for e in decision.events if e["kind"] in TERMINAL_EVENTS), None)
+    if terminal is not None:
+        execution.result = terminal["payload"].get("result")
+        execution.error = terminal["payload"].get("error") or state.get("error")
+        execution.ended_at = timezone.now()
+        fields += ["result", "error", "ended_at"]
+        Command.objects.filter(execution=execution).exclude(
+            state__in=[CommandState.DONE, CommandState.CANCELLED]
+        ).update(state=CommandState.CANCELLED, cancel_requested=True)
+        _notify_parent(execution)
+        for child in Execution.objects.filter(parent=execution, status=Status.RUNNING):
+            _inbox_targets.append(child.id)
+            Inbox.objects.create(execution=child, kind="cancel",
+                                 payload={"reason": f"parent run {terminal['payload']['status']}"})
+    execution.save(update_fields=fields)
+    dispatched = [c["id"] for c in decision.commands]
+    for child in decision.children:
+        dispatched += _start_child(execution, child)
+    first = execution.next_seq - len(decision.events)
+    numbered = [{**ev, "seq": first + i} for i, ev in enumerate(decision.events)]
+    count = len(dispatched)
+    transaction.on_commit(
+        lambda: _announce(execution.id, numbered, execution.status, count))
+    return dispatched
+
+
+def _project_commands(execution: Execution, decision: Decision) -> None:
+    now = timezone.now()
+    new = [
+        Command(
+            id=c["id"], execution=execution, step=c["step"], epoch=c["epoch"],
+            iter_from=(c["iter"] or [None, None])[0], iter_to=(c["iter"] or [None, None])[1],
+            pool=c["pool"], payload=c["payload"],
+            not_before=now + timedelta(seconds=c["delay_s"]) if c.get("delay_s") else None,
+        )
+        for c in decision.commands
+    ]
+    Command.objects.bulk_create(new)
+    finished = []
+    for ev in decision.events:
+        kind = ev["kind"]
+        if kind in ("call.done", "call.error", "loop.chunk.done") and ev.get("command_id"):
+            finished.append(ev["command_id"])
+        elif kind == "command.issued" and ev["payload"].get("replaces"):
+            finished.append(ev["payload"]["replaces"])
+        elif kind == "command.waiting":
+            Command.objects.filter(id=ev["command_id"]).update(
+                state=CommandState.WAITING, lease_owner="", lease_expires_at=None)
+        elif kind == "command.requeued":
+            Command.objects.filter(id=ev["command_id"]).update(
+                state=CommandState.QUEUED, delivery=F("delivery") + 1, lease_owner="",
+                lease_expires_at=None, claim_id="")
+    if finished:
+        Command.objects.filter(id__in=finished).update(
+            state=CommandState.DONE, lease_expires_at=None)
+
+
+def _project_step_runs(execution: Execution, events: list[dict[str, Any]]) -> None:
+    touched: dict[str, dict[str, Any]] = {}
+    now = timezone.now()
+    for ev in events:
+        step = ev.get("step")
+        if not step or ev["kind"] in TERMINAL_EVENTS or ev["kind"] == "warning":
+            continue
+        change = touched.setdefault(step, {})
+        kind = ev["kind"]
+        payload = ev["payload"]
+        if (kind == "command.issued" and payload.get("reason") == "route") or \
+                kind == "loop.started" or payload.get("activation"):
+            change["runs"] = change.get("runs", 0) + 1
+            change["status"] = "running"
+            change["started_at"] = now
+            change["ended_at"] = None
+        if kind == "call.done":
+            change.update(status="completed", ended_at=now, error=None)
+        elif kind == "call.error":
+            change.update(status="failed", ended_at=now, error=ev.get("error"))
+        elif kind == "loop.chunk.done":
+            counts = payload["counts"]
+            change["iterations"] = change.get("iterations", 0) + payload["to"] - payload["from"]
+            change["failed_iterations"] = change.get("failed_iterations", 0) + counts["failed"]
+        elif kind == "loop.done":
+            status = "failed" if payload["stats"]["failed"] else "completed"
+            change.update(status=status, ended_at=now, error=ev.get("error"))
+        elif kind == "step.skipped":
+            change.update(status="skipped", ended_at=now)
+    for step, change in touched.items():
+        run, _ = StepRun.objects.get_or_create(execution=execution, step=step)
+        for key in ("runs", "iterations", "failed_iterations"):
+            if key in change:
+                setattr(run, key, getattr(run, key) + change.pop(key))
+        for key, value in change.items():
+            setattr(run, key, value)
+        run.save()
+
+
+# Runs with new inbox rows, for the caller to process after commit.
+_inbox_targets: list[str] = []
+
+
+def drain_inbox_targets() -> list[str]:
+    targets = list(dict.fromkeys(_inbox_targets))
+    _inbox_targets.clear()
+    return targets
+
+
+def _notify_parent(execution: Execution) -> None:
+    if not execution.parent_id or not execution.parent_command:
+        return
+    _inbox_targets.append(execution.parent_id)
+    Inbox.objects.create(execution_id=execution.parent_id, kind="child_done", payload={
+        "command_id": execution.parent_command,
+        "child": {"execution_id": execution.id, "status": execution.status,
+                  "result": execution.result, "error": execution.error,
+                  "path": execution.path},
+    })
+
+
+def _start_child(parent: Execution, spec: dict[str, Any]) -> list[str]:
+    """Start a sub-playbook run; creating a new run needs no other lock."""
+    try:
+        child, dispatched = start_execution(
+            spec["path"] or "", spec.get("version"), spec.get("payload") or {},
+            trigger={"kind": "parent", "parent_execution_id": parent.id},
+            parent=parent, parent_command=spec.get("parent_command") or "",
+            execution_id=spec["execution_id"],
+        )
+    except catalog.PlaybookNotFound as exc:
+        if spec.get("parent_command"):
+            _inbox_targets.append(parent.id)
+            Inbox.objects.create(execution=parent, kind="child_done", payload={
+                "command_id": spec["parent_command"],
+                "child": {"execution_id": spec["execution_id"], "status": "failed",
+                          "result": None, "path": spec["path"],
+                          "error": {"kind": "playbook", "message": str(exc)}},
+            })
+        return []
+    return dispatched
+
+
+# -- inbox --------------------------------------------------------------------
+
+
+def process_inbox(execution_id: str) -> list[str]:
+    """Apply pending cross-execution effects to one run, under its lock."""
+    dispatched: list[str] = []
+    with transaction.atomic():
+        execution = _lock(execution_id)
+        items = list(Inbox.objects.filter(execution=execution).order_by("id"))
+        if not items:
+            return []
+        engine = _engine(execution)
+        for item in items:
+            if execution.status != Status.RUNNING:
+                break
+            if item.kind == "child_done":
+                engine.on_child_done(item.payload["command_id"], item.payload["child"])
+            elif item.kind == "cancel":
+                engine.on_cancel(item.payload.get("reason", "cancelled"))
+        Inbox.objects.filter(id__in=[i.id for i in items]).delete()
+        dispatched = _persist(execution, engine, engine.decision)
+    return dispatched
+
+
+def pending_inbox() -> list[str]:
+    return list(Inbox.objects.values_list("execution_id", flat=True).distinct()[:100])
+
+
+def _lock(execution_id: str) -> Execution:
+    return Execution.objects.select_for_update().get(id=execution_id)
+
+
+# -- the worker protocol --------------------------------------------------------
+
+
+def claim(worker_id: str, *, pool: str = "default", limit: int = 1,
+          command_ids: list[str] | None = None, claim_id: str = "",
+          ttl_s: float = LEASE_TTL_S) -> list[dict[str, Any]]:
+    """Grant leases on queued commands and return what their workers need."""
+    expiry = ExpressionWrapper(Now() + timedelta(seconds=ttl_s), output_field=DateTimeField())
+    granted = []
+    with transaction.atomic():
+        queryset = Command.objects.filter(state=CommandState.QUEUED).filter(
+            Q(not_before__isnull=True) | Q(not_before__lte=Now()))
+        if command_ids is not None:
+            queryset = queryset.filter(id__in=command_ids)
+        else:
+            queryset = queryset.filter(pool=pool).order_by("created_at")
+        candidates = list(queryset.select_for_update(skip_locked=True)
+                          .values_list("id", flat=True)[:limit])
+        for command_id in candidates:
+            updated = Command.objects.filter(id=command_id, state=CommandState.QUEUED).update(
+                state=CommandState.RUNNING, lease_owner=worker_id, lease_expires_at=expiry,
+                claim_id=claim_id)
+            if updated:
+                granted.append(command_id)
+        commands = list(Command.objects.filter(id__in=granted).select_related(
+            "execution"))
+    return [_task(command) for command in commands]
+
+
+def _task(command: Command) -> dict[str, Any]:
+    execution = command.execution
+    parsed, graph = catalog.compiled(execution.playbook_id, "")
+    step = graph.steps[command.step]
+    workbook = {}
+    for task in step["tasks"]:
+        if task["kind"] == "workbook":
+            name = task["config"].get("task") or task["config"].get("name")
+            if name in parsed["workbook"]:
+                workbook[name] = parsed["workbook"][name]
+    payload = command.payload
+    return {
+        "command_id": command.id,
+        "delivery": command.delivery,
+        "execution_id": execution.id,
+        "catalog_id": str(execution.playbook_id),
+        "path": execution.path,
+        "step_def": step,
+        "step_names": list(graph.steps),
+        "workbook": workbook,
+        "scope": payload.get("scope") or {},
+        "iterations": payload.get("iterations"),
+        "args": payload.get("args") or {},
+        "resume": payload.get("resume"),
+        "env": (execution.state or {}).get("env") or {},
+    }
+
+
+def report(data: dict[str, Any], worker_id: str = "") -> list[str]:
+    """Fold a worker's final report for a command. Idempotent per delivery."""
+    command_id = data["command_id"]
+    with transaction.atomic():
+        command = Command.objects.filter(id=command_id).values(
+            "execution_id", "state", "delivery").first()
+        if command is None:
+            raise Stale(f"unknown command {command_id}")
+        execution = _lock(command["execution_id"])
+        current = Command.objects.select_for_update().get(id=command_id)
+        if current.state == CommandState.DONE:
+            return []  # a duplicate of a report already folded
+        if execution.status != Status.RUNNING or current.state == CommandState.CANCELLED:
+            raise Gone(f"execution {execution.id} is {execution.status}")
+        if current.delivery != int(data.get("delivery", current.delivery)) or \
+                current.state != CommandState.RUNNING:
+            raise Stale(f"command {command_id} delivery {data.get('delivery')} is stale")
+        log_text = data.pop("log", None)
+        if log_text:
+            data["log_ref"] = _store_log(log_text, execution)
+        engine = _engine(execution)
+        decision = engine.on_report(data)
+        return _persist(execution, engine, decision, worker_id)
+
+
+def _store_log(text: str, execution: Execution) -> dict[str, Any]:
+    data = text.encode()
+    sha = hashlib.sha256(data).hexdigest()
+    DbBlobStore().put_blob(sha, data)
+    return {"$ref": f"sha256:{sha}", "size": len(data), "kind": "log"}
+
+
+def heartbeat(worker_id: str, held: list[dict[str, Any]],
+              ttl_s: float = LEASE_TTL_S) -> dict[str, Any]:
+    """Extend every lease a worker holds; tell it what was cancelled or lost."""
+    expiry = ExpressionWrapper(Now() + timedelta(seconds=ttl_s), output_field=DateTimeField())
+    pairs = {h["command_id"]: int(h["delivery"]) for h in held}
+    rows = Command.objects.filter(id__in=list(pairs)).values(
+        "id", "delivery", "state", "lease_owner", "cancel_requested")
+    keep, cancel, lost = [], [], []
+    for row in rows:
+        if row["cancel_requested"] or row["state"] == CommandState.CANCELLED:
+            cancel.append(row["id"])
+        elif row["state"] != CommandState.RUNNING or row["delivery"] != pairs[row["id"]] \
+                or row["lease_owner"] != worker_id:
+            lost.append(row["id"])
+        else:
+            keep.append(row["id"])
+    lost += [cid for cid in pairs if cid not in {r["id"] for r in rows}]
+    if keep:
+        Command.objects.filter(id__in=keep, lease_owner=worker_id).update(
+            lease_expires_at=expiry)
+    return {"cancel": cancel, "lost": lost}
+
+
+def expire_leases(limit: int = 100) -> list[str]:
+    """Requeue commands whose lease ran out (their worker died or stalled)."""
+    dispatched: list[str] = []
+    expired = list(Command.objects.filter(
+        state=CommandState.RUNNING, lease_expires_at__lt=Now()).values_list(
+        "id", "execution_id")[:limit])
+    for command_id, execution_id in expired:
+        with transaction.atomic():
+            execution = _lock(execution_id)
+            current = Command.objects.select_for_update().get(id=command_id)
+            if current.state != CommandState.RUNNING or current.lease_expires_at is None \
+                    or current.lease_expires_at >= timezone.now():
+                continue
+            engine = _engine(execution)
+            decision = engine.on_lost(command_id, f"lease of {current.lease_owner} expired")
+            dispatched += _persist(execution, engine, decision)
+            dispatched.append(command_id)
+    return dispatched
+
+
+def cancel(execution_id: str, reason: str = "cancelled by user", by: str = "") -> bool:
+    with transaction.atomic():
+        execution = _lock(execution_id)
+        if execution.status != Status.RUNNING:
+            return False
+        engine = _engine(execution)
+        decision = engine.on_cancel(reason, by or None)
+        _persist(execution, engine, decision)
+    return True
+
+
+def credential_for(name: str) -> dict[str, Any]:
+    return read_credential(name)
+
+
+def masks_for(fields: dict[str, Any]) -> list[str]:
+    return secret_values(fields)
+
+
+def put_blob(sha256: str, data: bytes) -> None:
+    DbBlobStore().put_blob(sha256, data)
+
+
+def get_blob(sha256: str) -> bytes:
+    return DbBlobStore().get_blob(sha256)
+
+
+def roundtrip(value: Any) -> Any:
+    return loads(dumps(value))

@@ -1,0 +1,413 @@
+"""The ``noetl`` command.
+
+Embedded mode by default: data lives under ``./.noetl`` (or NOETL_HOME) in a
+SQLite file, and ``noetl run`` executes the playbook in this process with
+in-process workers. Exit codes: 0 completed, 1 failed or cancelled, 2 bad
+input (an invalid playbook, a malformed option), 3 not found.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NOT_FOUND = 0, 1, 2, 3
+
+
+class UsageError(Exception):
+    """Bad input from the user: printed without a traceback, exit code 2."""
+
+
+def setup_django() -> None:
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "noetl_site.settings")
+    import django
+
+    django.setup()
+    _ensure_schema()
+
+
+def _ensure_schema() -> None:
+    """Migrate only when the migrations changed since the last check (fast start)."""
+    from django.conf import settings
+    from django.core.management import call_command
+    from django.db import connection
+
+    root = Path(__file__).resolve().parent.parent
+    names = sorted(str(p.relative_to(root)) for p in root.glob("*/migrations/0*.py"))
+    fingerprint = hashlib.sha256("\n".join(names).encode()).hexdigest()[:16]
+    home = Path(settings.NOETL_HOME)
+    marker = home / f".schema-{connection.vendor}"
+    if connection.vendor == "sqlite":
+        home.mkdir(parents=True, exist_ok=True)
+        if marker.exists() and marker.read_text() == fingerprint:
+            return
+    call_command("migrate", verbosity=0, interactive=False)
+    if connection.vendor == "sqlite":
+        marker.write_text(fingerprint)
+
+
+# -- helpers --------------------------------------------------------------------
+
+
+def _payload(args: argparse.Namespace) -> dict[str, Any]:
+    payload: dict[str, Any] = {}
+    if getattr(args, "payload", None):
+        text = args.payload
+        if text.startswith("@"):
+            text = Path(text[1:]).read_text()
+        try:
+            payload = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise UsageError(f"--payload is not valid JSON: {exc}") from None
+        if not isinstance(payload, dict):
+            raise UsageError("--payload must be a JSON object")
+    for item in getattr(args, "set", None) or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UsageError(f"--set expects key=value, got {item!r}")
+        try:
+            payload[key] = json.loads(value)
+        except json.JSONDecodeError:
+            payload[key] = value
+    return payload
+
+
+def _register_file(path: Path) -> Any:
+    from catalog import services as catalog
+
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise UsageError(f"cannot read {path}: {exc.strerror}") from None
+    try:
+        version, _ = catalog.register(text)
+    except catalog.PlaybookError as exc:
+        raise UsageError(f"{path} is not a valid playbook:\n{exc}") from None
+    return version
+
+
+def _resolve_target(target: str) -> tuple[str, Any]:
+    """A file is registered first; anything else is a catalog path."""
+    candidate = Path(target)
+    if candidate.suffix in (".yaml", ".yml") or candidate.is_file():
+        if not candidate.exists():
+            raise UsageError(f"no such file: {target}")
+        version = _register_file(candidate)
+        return version.path, version.version
+    return target, None
+
+
+def _plain(value: Any) -> Any:
+    from executions import service
+
+    values = service.values()
+    value = values.resolve(value)
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
+def summary(execution_id: str) -> dict[str, Any]:
+    """The ``run --json`` / ``show --json`` document of a run."""
+    from executions.models import Execution
+
+    execution = Execution.objects.get(id=execution_id)
+    variables = (execution.state or {}).get("vars", {})
+    steps = {}
+    for run in execution.step_runs.order_by("id"):
+        entry: dict[str, Any] = {"status": run.status, "runs": run.runs,
+                                 "result": _plain(variables.get(run.step))}
+        if run.error:
+            entry["error"] = run.error
+        steps[run.step] = entry
+    return {
+        "execution_id": execution.id,
+        "path": execution.path,
+        "version": execution.version,
+        "status": execution.status,
+        "result": _plain(execution.result),
+        "error": execution.error,
+        "steps": steps,
+    }
+
+
+class Progress:
+    """Prints each step and loop iteration as it starts and ends."""
+
+    def __init__(self, out: Any = sys.stderr) -> None:
+        self.out = out
+        self.started: dict[str, float] = {}
+        self.t0 = time.monotonic()
+        self.roots: set[str] = set()
+
+    def __call__(self, execution_id: str, events: list[dict[str, Any]]) -> None:
+        for ev in events:
+            line = self.describe(ev)
+            if line:
+                stamp = f"{time.monotonic() - self.t0:7.3f}s"
+                child = "" if not self.roots or execution_id in self.roots else "  (child) "
+                print(f"{stamp} {child}{line}", file=self.out, flush=True)
+
+    def _elapsed(self, key: str) -> str:
+        started = self.started.pop(key, None)
+        return "" if started is None else f" ({(time.monotonic() - started) * 1000:.1f} ms)"
+
+    def describe(self, ev: dict[str, Any]) -> str | None:
+        kind, step, payload = ev["kind"], ev.get("step"), ev["payload"]
+        now = time.monotonic()
+        if kind == "execution.started":
+            pb = payload["playbook"]
+            return f"run started: {pb['path']} v{pb['version']}"
+        if kind == "command.issued":
+            self.started[ev["command_id"]] = now
+            if payload.get("reason") == "route":
+                self.started[f"step:{step}"] = now
+                return f"▶ {step}"
+            if payload.get("reason") == "loop":
+                a, b = payload["iter"]
+                label = f"[{a}]" if b - a == 1 else f"[{a}..{b - 1}]"
+                return f"  ▶ {step}{label}"
+            return None
+        if kind == "loop.started":
+            self.started[f"step:{step}"] = now
+            return (f"▶ {step}: loop over {payload['total']} items "
+                    f"({payload['mode']}, up to {payload['max_in_flight']} at once)")
+        if kind == "loop.chunk.done":
+            a, b = payload["from"], payload["to"]
+            counts = payload["counts"]
+            label = f"[{a}]" if b - a == 1 else f"[{a}..{b - 1}]"
+            mark = "✗" if counts.get("failed") else "✓"
+            return (f"  {mark} {step}{label}: {counts['success']} ok, {counts['failed']} "
+                    f"failed{self._elapsed(ev['command_id'])}")
+        if kind == "call.done":
+            self.started.pop(ev.get("command_id") or "", None)
+            return f"✓ {step}{self._elapsed(f'step:{step}')}"
+        if kind == "call.error":
+            self.started.pop(ev.get("command_id") or "", None)
+            message = (ev.get("error") or {}).get("message", "failed")
+            handled = " (handled)" if payload.get("handled") else ""
+            return f"✗ {step}{self._elapsed(f'step:{step}')}: {message}{handled}"
+        if kind == "loop.done":
+            stats = payload["stats"]
+            mark = "✗" if stats["failed"] else "✓"
+            return (f"{mark} {step}: {stats['success']}/{stats['total']} iterations ok"
+                    f"{self._elapsed(f'step:{step}')}")
+        if kind == "command.waiting":
+            return f"  … {step} waits for sub-playbook {payload['child'].get('path')}"
+        if kind == "step.skipped":
+            return f"- {step} skipped: {payload.get('reason')}"
+        if kind == "warning":
+            where = f"{step}: " if step else ""
+            return f"! {where}{payload.get('message')}"
+        if kind in ("workflow.completed", "workflow.failed", "execution.cancelled"):
+            return f"run {payload.get('status')}"
+        return None
+
+
+# -- commands -------------------------------------------------------------------
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from django.conf import settings
+
+    from executions.embedded import EmbeddedRuntime
+
+    payload = _payload(args)
+    path, version = _resolve_target(args.target)
+    progress = None if args.json else Progress()
+    runtime = EmbeddedRuntime(workers=args.workers or settings.NOETL_WORKERS,
+                              task_timeout_s=settings.NOETL_TASK_TIMEOUT_S)
+    if progress is not None:
+        runtime.listeners.append(progress)
+    with runtime:
+        try:
+            execution_id = runtime.start_run(path, version, payload)
+        except Exception as exc:
+            from catalog.services import PlaybookNotFound
+
+            if isinstance(exc, PlaybookNotFound):
+                print(f"error: {exc}", file=sys.stderr)
+                return EXIT_NOT_FOUND
+            raise
+        if progress is not None:
+            progress.roots.add(execution_id)
+        try:
+            status = runtime.wait(execution_id, timeout=args.timeout)
+        except KeyboardInterrupt:
+            runtime.cancel(execution_id, "interrupted from the keyboard")
+            status = runtime.wait(execution_id, timeout=10)
+        if status == "running":
+            runtime.cancel(execution_id, f"timed out after {args.timeout}s")
+            status = runtime.wait(execution_id, timeout=10)
+        doc = runtime.write(summary, execution_id)
+    if args.json:
+        print(json.dumps(doc, indent=2, default=str))
+    else:
+        _print_outcome(doc)
+    return EXIT_OK if doc["status"] == "completed" else EXIT_FAILED
+
+
+def _print_outcome(doc: dict[str, Any]) -> None:
+    print(f"execution {doc['execution_id']}: {doc['status']}")
+    if doc.get("error"):
+        error = doc["error"]
+        where = f" in step {error['step']!r}" if error.get("step") else ""
+        print(f"error{where}: {error.get('message', error)}")
+    print("result: " + json.dumps(doc["result"], indent=2, default=str))
+
+
+def cmd_register(args: argparse.Namespace) -> int:
+    for name in args.files:
+        version = _register_file(Path(name))
+        print(f"registered {version.path} v{version.version} ({name})")
+    return EXIT_OK
+
+
+def cmd_catalog(args: argparse.Namespace) -> int:
+    from catalog.models import PlaybookVersion
+
+    rows = PlaybookVersion.objects.order_by("path", "-version")
+    if args.prefix:
+        rows = rows.filter(path__startswith=args.prefix)
+    for row in rows:
+        print(f"{row.path}\tv{row.version}\t{row.name}\t{row.created_at:%Y-%m-%d %H:%M}")
+    return EXIT_OK
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    from executions.models import Execution
+
+    rows = Execution.objects.order_by("-created_at", "-id")
+    if args.status:
+        rows = rows.filter(status=args.status)
+    for row in rows[: args.limit]:
+        print(f"{row.id}\t{row.status}\t{row.path} v{row.version}\t"
+              f"{row.created_at:%Y-%m-%d %H:%M:%S}")
+    return EXIT_OK
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    from executions.models import Execution
+
+    if not Execution.objects.filter(id=args.execution_id).exists():
+        print(f"error: no execution {args.execution_id}", file=sys.stderr)
+        return EXIT_NOT_FOUND
+    doc = summary(args.execution_id)
+    execution = Execution.objects.get(id=args.execution_id)
+    events = [
+        {"seq": e.seq, "ts": e.ts.isoformat(), "kind": e.kind, "step": e.step,
+         "status": e.status, "error": e.error}
+        for e in execution.events.order_by("seq")
+    ]
+    if args.json:
+        print(json.dumps({**doc, "events": events}, indent=2, default=str))
+        return EXIT_OK
+    print(f"execution {doc['execution_id']}  {doc['path']} v{doc['version']}  "
+          f"{doc['status']}")
+    for step, entry in doc["steps"].items():
+        print(f"  {step:30} {entry['status']:10} runs={entry['runs']}")
+    print("events:")
+    for e in events:
+        err = f"  {e['error'].get('message')}" if e["error"] else ""
+        print(f"  #{e['seq']:<4} {e['kind']:20} {e['step']}{err}")
+    if doc.get("error"):
+        print(f"error: {doc['error'].get('message', doc['error'])}")
+    return EXIT_OK
+
+
+def cmd_credential(args: argparse.Namespace) -> int:
+    from credentials.models import Credential
+    from credentials.store import save_credential
+
+    if args.action == "list":
+        for row in Credential.objects.order_by("name"):
+            print(f"{row.name}\t{row.type}\t{row.updated_at:%Y-%m-%d %H:%M}\t"
+                  f"{row.description}")
+        return EXIT_OK
+    if not args.name or not args.type or not args.data:
+        raise UsageError("credential add needs NAME --type TYPE --data JSON_OR_@FILE")
+    text = args.data
+    if text.startswith("@"):
+        try:
+            text = Path(text[1:]).read_text()
+        except OSError as exc:
+            raise UsageError(f"cannot read {text[1:]}: {exc.strerror}") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"--data is not valid JSON: {exc}") from None
+    try:
+        save_credential(args.name, args.type, data, args.description or "")
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    print(f"saved credential {args.name} ({args.type})")
+    return EXIT_OK
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="noetl", description="Run NoETL playbooks.")
+    sub = top.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run a playbook file or catalog path (embedded)")
+    run.add_argument("target", help="a playbook YAML file, or a registered catalog path")
+    run.add_argument("--payload", help="JSON object (or @file) merged over the workload")
+    run.add_argument("--set", action="append", metavar="KEY=VALUE",
+                     help="set one workload key (value parsed as JSON when it can be)")
+    run.add_argument("--json", action="store_true", help="print one JSON document")
+    run.add_argument("--workers", type=int, help="worker threads (default 4)")
+    run.add_argument("--timeout", type=float, help="cancel the run after this many seconds")
+    run.set_defaults(func=cmd_run)
+
+    register = sub.add_parser("register", help="validate and store playbooks")
+    register.add_argument("files", nargs="+")
+    register.set_defaults(func=cmd_register)
+
+    catalog = sub.add_parser("catalog", help="list registered playbooks")
+    catalog.add_argument("action", choices=["list"])
+    catalog.add_argument("--prefix", help="only paths starting with this")
+    catalog.set_defaults(func=cmd_catalog)
+
+    runs = sub.add_parser("runs", help="recent executions")
+    runs.add_argument("--status", choices=["running", "completed", "failed", "cancelled"])
+    runs.add_argument("--limit", type=int, default=20)
+    runs.set_defaults(func=cmd_runs)
+
+    show = sub.add_parser("show", help="one execution: status, steps, events")
+    show.add_argument("execution_id")
+    show.add_argument("--json", action="store_true")
+    show.set_defaults(func=cmd_show)
+
+    credential = sub.add_parser("credential", help="manage credentials")
+    credential.add_argument("action", choices=["add", "list"])
+    credential.add_argument("name", nargs="?")
+    credential.add_argument("--type", help="e.g. postgres, http, bearer")
+    credential.add_argument("--data", help="JSON object, or @file")
+    credential.add_argument("--description")
+    credential.set_defaults(func=cmd_credential)
+    return top
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        setup_django()
+        return args.func(args)
+    except UsageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+def entry() -> None:
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    entry()

@@ -1,0 +1,99 @@
+"""Settings, all from the environment (django-environ).
+
+With nothing configured NoETL runs embedded: a SQLite file under NOETL_HOME
+(``./.noetl`` by default) in WAL mode, and in-process dispatch. Setting
+DATABASE_URL to a PostgreSQL URL and NATS_URL switches to distributed mode.
+"""
+
+from pathlib import Path
+
+import environ
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+env = environ.Env()
+NOETL_HOME = Path(env.str("NOETL_HOME", default=str(Path.cwd() / ".noetl")))
+
+DEBUG = env.bool("DJANGO_DEBUG", default=False)
+SECRET_KEY = env.str("DJANGO_SECRET_KEY", default="noetl-embedded-insecure-key")
+ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["*"])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "catalog",
+    "executions",
+    "credentials",
+    "workers",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+]
+
+ROOT_URLCONF = "noetl_site.urls"
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ]
+        },
+    }
+]
+WSGI_APPLICATION = "noetl_site.wsgi.application"
+
+_SQLITE_PRAGMAS = (
+    "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;"
+)
+DATABASES = {
+    "default": env.db_url(
+        "DATABASE_URL", default=f"sqlite:///{NOETL_HOME / 'noetl.db'}"
+    )
+}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    DATABASES["default"]["OPTIONS"] = {
+        "transaction_mode": "IMMEDIATE",
+        "timeout": 20,
+        "init_command": _SQLITE_PRAGMAS,
+    }
+else:
+    DATABASES["default"].setdefault("CONN_MAX_AGE", 60)
+    DATABASES["default"].setdefault("TEST", {"NAME": env.str("NOETL_TEST_DB", default="test_noetl")})
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+USE_TZ = True
+TIME_ZONE = "UTC"
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+
+# Credentials are encrypted with this key (Fernet-style, base64 32 bytes).
+NOETL_ENCRYPTION_KEY = env.str("NOETL_ENCRYPTION_KEY", default="")
+NOETL_NATS_URL = env.str("NATS_URL", default="")
+# Names a template may read through ``env`` (DSL section 2.1), comma separated.
+NOETL_TEMPLATE_ENV = env.list("NOETL_TEMPLATE_ENV", default=[])
+NOETL_TASK_TIMEOUT_S = env.float("NOETL_TASK_TIMEOUT_S", default=600.0)
+NOETL_WORKERS = env.int("NOETL_WORKERS", default=4)
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "loggers": {"noetl": {"handlers": ["stderr"], "level": env.str("NOETL_LOG_LEVEL", default="WARNING")}},
+}

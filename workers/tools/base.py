@@ -1,0 +1,186 @@
+"""What every tool kind shares: its context, its outcome envelope, its errors.
+
+A tool is a module in this package with a function ``run(config, ctx)``. The
+config is already rendered (templates resolved); the tool does its work and
+returns the outcome envelope of DSL section 5.0 as a plain, JSON-serialisable
+dict. Tools never raise for a failure the user can cause: they return an
+error envelope whose ``kind`` says what went wrong (DSL section 10.10).
+
+No Django here: tools are tested without a database.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import math
+import re
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+DEFAULT_TIMEOUT_S = 600.0
+
+
+class CredentialError(Exception):
+    """A credential is missing, cannot be decrypted, or is not allowed here."""
+
+
+@dataclass
+class ToolContext:
+    """What a tool may use besides its config.
+
+    ``credential(name)`` returns the decrypted fields of a stored credential or
+    raises CredentialError. ``log(line)`` appends to the command's captured
+    output. ``cancelled`` is set when the run is cancelled; a tool that blocks
+    should watch it (or rely on ``interrupt`` being called from another thread).
+    """
+
+    execution_id: str = ""
+    step: str = ""
+    task: str = ""
+    effect_key: str = ""
+    timeout: float = DEFAULT_TIMEOUT_S
+    credential: Callable[[str], dict[str, Any]] = field(
+        default=lambda name: _no_credentials(name)
+    )
+    log: Callable[[str], None] = field(default=lambda line: None)
+    cancelled: threading.Event = field(default_factory=threading.Event)
+    # Per-command resources a tool may keep between iterations of one command
+    # (a forked python child, a DuckDB connection). Closed when the command ends.
+    resources: dict[str, Any] = field(default_factory=dict)
+
+
+def _no_credentials(name: str) -> dict[str, Any]:
+    raise CredentialError(f"credential {name!r} is not available here")
+
+
+def ok(data: Any, **extra: Any) -> dict[str, Any]:
+    return {"status": "ok", "data": data, **extra}
+
+
+def error(
+    kind: str,
+    message: str,
+    *,
+    retryable: bool = False,
+    code: Any = None,
+    **extra: Any,
+) -> dict[str, Any]:
+    err: dict[str, Any] = {"kind": kind, "message": message, "retryable": retryable}
+    if code is not None:
+        err["code"] = code
+    return {"status": "error", "error": err, **extra}
+
+
+class Stopwatch:
+    """Measures a tool call for ``meta.duration_ms``."""
+
+    def __init__(self) -> None:
+        self.started = time.perf_counter()
+
+    def stamp(self, outcome: dict[str, Any]) -> dict[str, Any]:
+        elapsed = (time.perf_counter() - self.started) * 1000.0
+        outcome.setdefault("meta", {})["duration_ms"] = round(elapsed, 3)
+        return outcome
+
+
+# --- Helpers shared by tool kinds (added with the http/SQL tools). ---------
+
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$", re.IGNORECASE)
+
+
+def parse_seconds(value: Any, default: float | None = None) -> float | None:
+    """A duration as seconds: a number, or text such as ``"30"``, ``"30s"``,
+    ``"500ms"``, ``"5m"``, ``"1h"``. ``None`` and ``""`` give ``default``.
+    Raises ValueError for anything else."""
+    if value is None or value == "":
+        return default
+    if isinstance(value, bool):
+        raise ValueError(f"not a duration: {value!r}")
+    if isinstance(value, int | float):
+        return float(value)
+    match = _DURATION.match(str(value))
+    if not match:
+        raise ValueError(f"not a duration: {value!r}")
+    unit = (match.group(2) or "s").lower()
+    return float(match.group(1)) * _UNITS[unit]
+
+
+def jsonable(value: Any) -> Any:
+    """Turn a driver value into plain JSON data: Decimal → float, date/time →
+    ISO text, timedelta → seconds, UUID → text, bytes → hex text; containers
+    recursively; anything else unknown → ``str(value)``."""
+    if value is None or isinstance(value, str | bool | int | float):
+        return value
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [jsonable(v) for v in value]
+    if isinstance(value, Decimal):
+        return float(value)
+    if isinstance(value, datetime.date | datetime.time):
+        return value.isoformat()
+    if isinstance(value, datetime.timedelta):
+        return value.total_seconds()
+    if isinstance(value, bytes | bytearray | memoryview):
+        return bytes(value).hex()
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    return str(value)
+
+
+class Watchdog:
+    """Calls ``interrupt()`` from a helper thread when the run is cancelled
+    (``ctx.cancelled``) or ``seconds`` have passed, whichever comes first
+    (``seconds`` of None or <= 0: no deadline, only cancellation).
+
+    Use as a context manager around blocking work; ``fired`` then says why it
+    interrupted (``"cancelled"`` or ``"timeout"``), or is None.
+    """
+
+    POLL_S = 0.05
+
+    def __init__(
+        self,
+        ctx: ToolContext,
+        seconds: float | None,
+        interrupt: Callable[[], Any],
+    ) -> None:
+        self.ctx = ctx
+        self.seconds = seconds
+        limited = seconds is not None and seconds > 0
+        self.deadline = time.monotonic() + seconds if limited else math.inf
+        self.interrupt = interrupt
+        self.fired: str | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+
+    def __enter__(self) -> Watchdog:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _watch(self) -> None:
+        while not self._stop.is_set():
+            if self.ctx.cancelled.is_set():
+                self._fire("cancelled")
+                return
+            left = self.deadline - time.monotonic()
+            if left <= 0:
+                self._fire("timeout")
+                return
+            self._stop.wait(min(self.POLL_S, left))
+
+    def _fire(self, reason: str) -> None:
+        self.fired = reason
+        with contextlib.suppress(Exception):  # best effort; the caller reports
+            self.interrupt()

@@ -1,0 +1,223 @@
+"""The ``duckdb`` tool (DSL sections 5.4, 10.10, 10.25; DESIGN-NOTES R8, R9).
+
+All statements of a call run on ONE connection (an in-memory database keeps
+its state from one statement to the next); the connection is closed at the
+end. The result has the postgres tool's shape: the last statement's rows (or
+its affected-row count), ``columns`` and ``statement_count``.
+
+A Watchdog thread calls ``conn.interrupt()`` when ``ctx.cancelled`` is set or
+``ctx.timeout`` has passed; the loop also checks between statements.
+
+``auth``/``credentials`` (cloud secrets for gs:// and s3://) are not used: this
+tool works on local files only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from typing import Any
+
+import duckdb
+
+from workers.tools.base import Stopwatch, ToolContext, Watchdog, error, jsonable, ok
+from workers.tools.sqlsplit import SqlConfigError, split_statements, sql_from_config
+
+_STATUS_COLUMNS = (["Count"], ["Success"])
+_EFFECT_TABLE = (
+    "CREATE TABLE IF NOT EXISTS noetl_effect ("
+    " effect_key VARCHAR PRIMARY KEY,"
+    " summary VARCHAR NOT NULL,"
+    " created_at TIMESTAMP NOT NULL DEFAULT current_timestamp)"
+)
+
+
+class _Stop(Exception):
+    """Ends the run early with a ready outcome."""
+
+    def __init__(self, outcome: dict[str, Any]) -> None:
+        super().__init__("stop")
+        self.outcome = outcome
+
+
+def run(config: dict[str, Any], ctx: ToolContext) -> dict[str, Any]:
+    watch = Stopwatch()
+    return watch.stamp(_run(config, ctx))
+
+
+def _run(config: dict[str, Any], ctx: ToolContext) -> dict[str, Any]:
+    try:
+        statements = split_statements(sql_from_config(config))
+    except SqlConfigError as exc:
+        return error("config", str(exc))
+    if not statements:
+        return error("config", "the SQL has no statements (only comments?)")
+    once = _truthy(config.get("exactly_once"))
+    if once and not ctx.effect_key:
+        return error("config", "exactly_once needs an effect key; none was given")
+    if ctx.cancelled.is_set():
+        return error("cancelled", "cancelled before opening the database")
+    database = str(config.get("database") or ":memory:")
+    try:
+        conn = duckdb.connect(database)
+    except duckdb.Error as exc:
+        return error("connection", f"cannot open duckdb {database}: {exc}")
+    try:
+        return _execute(conn, statements, once, ctx)
+    finally:
+        conn.close()
+
+
+def _truthy(value: Any) -> bool:
+    if isinstance(value, str):
+        return value.strip().lower() in {"true", "yes", "on", "1"}
+    return bool(value)
+
+
+def _execute(
+    conn: duckdb.DuckDBPyConnection,
+    statements: list[str],
+    once: bool,
+    ctx: ToolContext,
+) -> dict[str, Any]:
+    with Watchdog(ctx, ctx.timeout, conn.interrupt) as dog:
+        try:
+            if once:
+                return _execute_once(conn, statements, ctx.effect_key, dog)
+            return ok(_run_all(conn, statements, dog))
+        except _Stop as stop:
+            return stop.outcome
+
+
+def _run_all(
+    conn: duckdb.DuckDBPyConnection, statements: list[str], dog: Watchdog
+) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for index, statement in enumerate(statements, start=1):
+        if dog.fired:
+            raise _Stop(_interrupted(dog, index))
+        try:
+            conn.execute(statement)
+            result = _statement_result(conn, statement, len(statements))
+        except duckdb.Error as exc:
+            raise _Stop(_statement_error(exc, index, statement, dog)) from exc
+    return result
+
+
+def _statement_result(
+    conn: duckdb.DuckDBPyConnection, statement: str, count: int
+) -> dict[str, Any]:
+    columns = [column[0] for column in conn.description or []]
+    values = conn.fetchall() if conn.description else []
+    if columns in _STATUS_COLUMNS and not _is_query(conn, statement):
+        verb = _verb(conn, statement)
+        if values and columns == ["Count"]:
+            affected = int(values[0][0] or 0)
+            verb = f"{verb} {affected}"
+        else:
+            affected = 0
+        return {
+            "status": "success",
+            "row_count": affected,
+            "message": verb,
+            "statement_count": count,
+        }
+    rows = [jsonable(dict(zip(columns, row, strict=True))) for row in values]
+    return {
+        "status": "success",
+        "rows": rows,
+        "row_count": len(rows),
+        "columns": columns,
+        "statement_count": count,
+    }
+
+
+def _statement_type(conn: duckdb.DuckDBPyConnection, statement: str) -> str:
+    try:
+        parsed = conn.extract_statements(statement)
+        return parsed[0].type.name if parsed else ""
+    except (duckdb.Error, AttributeError):
+        return statement.split(None, 1)[0].upper() if statement.split() else ""
+
+
+def _is_query(conn: duckdb.DuckDBPyConnection, statement: str) -> bool:
+    """True when a ``Count``/``Success`` column is real data (a SELECT)."""
+    return _statement_type(conn, statement) in {"SELECT", "PRAGMA", "EXPLAIN"}
+
+
+def _verb(conn: duckdb.DuckDBPyConnection, statement: str) -> str:
+    kind = _statement_type(conn, statement)
+    return kind.removesuffix("_STATEMENT") or "OK"
+
+
+def _interrupted(dog: Watchdog, index: int) -> dict[str, Any]:
+    if dog.fired == "cancelled":
+        return error("cancelled", f"statement {index}: cancelled")
+    message = f"statement {index}: timed out after {dog.seconds:g}s"
+    return error("timeout", message, retryable=True)
+
+
+def _statement_error(
+    exc: duckdb.Error, index: int, statement: str | None, dog: Watchdog
+) -> dict[str, Any]:
+    if dog.fired:
+        return _interrupted(dog, index)
+    text = _first_part(str(exc))
+    details: dict[str, Any] = {"statement_index": index, "code": type(exc).__name__}
+    if statement is not None:
+        details["statement"] = statement[:500]
+    prefix = f"statement {index}: " if index else ""
+    return error("sql", f"{prefix}{text}", code=type(exc).__name__, duckdb=details)
+
+
+def _first_part(text: str) -> str:
+    """The error text without DuckDB's ``LINE n: ...`` pointer, on one line."""
+    head = text.split("\nLINE ", 1)[0]
+    return " ".join(head.split()) or text
+
+
+# --- Exactly once (DSL 10.25, DESIGN-NOTES R8). --------------------------------
+
+
+def _execute_once(
+    conn: duckdb.DuckDBPyConnection,
+    statements: list[str],
+    key: str,
+    dog: Watchdog,
+) -> dict[str, Any]:
+    """One transaction: the statements, then the effect row. A file holds one
+    writer process at a time, so the key is simply checked, then inserted."""
+    try:
+        conn.execute(_EFFECT_TABLE)
+        stored = _stored_summary(conn, key)
+    except duckdb.Error as exc:
+        raise _Stop(_statement_error(exc, 0, None, dog)) from exc
+    if stored is not None:
+        return ok(stored, effect={"key": key, "replayed": True})
+    conn.execute("BEGIN TRANSACTION")
+    try:
+        result = _run_all(conn, statements, dog)
+        conn.execute(
+            "INSERT INTO noetl_effect (effect_key, summary) VALUES (?, ?)",
+            [key, json.dumps(result)],
+        )
+        conn.execute("COMMIT")
+    except duckdb.ConstraintException:
+        conn.execute("ROLLBACK")
+        return ok(_stored_summary(conn, key), effect={"key": key, "replayed": True})
+    except BaseException:
+        _rollback(conn)
+        raise
+    return ok(result, effect={"key": key, "replayed": False})
+
+
+def _stored_summary(conn: duckdb.DuckDBPyConnection, key: str) -> Any:
+    row = conn.execute(
+        "SELECT summary FROM noetl_effect WHERE effect_key = ?", [key]
+    ).fetchone()
+    return None if row is None else json.loads(row[0])
+
+
+def _rollback(conn: duckdb.DuckDBPyConnection) -> None:
+    with contextlib.suppress(duckdb.Error):  # may have ended already
+        conn.execute("ROLLBACK")

@@ -1,0 +1,207 @@
+"""The worker loop both run modes share.
+
+A worker has N slots. Each slot claims a command (woken by a doorbell, or
+asking directly every couple of seconds so a lost doorbell costs latency,
+not a stuck run), runs it with ``CommandRunner`` and reports; the report may
+hand back the command it caused, so a chain of steps stays on one slot with
+one round trip per step. One heartbeat thread renews every lease the worker
+holds and learns which of its commands were cancelled or lost.
+
+The worker talks to the control plane only through the ``ControlPlane``
+protocol: in-process calls in embedded mode, HTTP in distributed mode.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import uuid
+from typing import Any, Protocol
+
+from executions.engine.values import Values
+from workers.runner import CommandRunner
+
+log = logging.getLogger("noetl.workers.worker")
+
+
+class Stale(Exception):
+    """The control plane refused a report: the lease moved on or the run ended."""
+
+
+class ControlPlane(Protocol):
+    def claim(self, worker_id: str, pool: str, limit: int) -> list[dict[str, Any]]: ...
+
+    def report(self, report: dict[str, Any], worker_id: str,
+               pool: str, claim_next: int) -> list[dict[str, Any]]: ...
+
+    def heartbeat(self, worker_id: str, held: list[dict[str, Any]]) -> dict[str, Any]: ...
+
+    def credential(self, name: str, command_id: str, delivery: int) -> dict[str, Any]: ...
+
+    def put_blob(self, sha256: str, data: bytes) -> None: ...
+
+    def get_blob(self, sha256: str) -> bytes: ...
+
+    def new_execution_id(self) -> str: ...
+
+
+class Doorbell:
+    """Wakes idle slots when work may be waiting. A ring is never lost."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._generation = 0
+
+    def ring(self) -> None:
+        with self._cond:
+            self._generation += 1
+            self._cond.notify_all()
+
+    def generation(self) -> int:
+        return self._generation
+
+    def wait(self, seen: int, timeout: float) -> None:
+        with self._cond:
+            if self._generation == seen:
+                self._cond.wait(timeout)
+
+
+class Worker:
+    def __init__(self, control_plane: ControlPlane, *, pool: str = "default",
+                 concurrency: int = 4, doorbell: Doorbell | None = None,
+                 worker_id: str | None = None, idle_poll_s: float = 2.0,
+                 heartbeat_s: float = 10.0, task_timeout_s: float = 600.0) -> None:
+        self.cp = control_plane
+        self.pool = pool
+        self.concurrency = concurrency
+        self.doorbell = doorbell or Doorbell()
+        self.worker_id = worker_id or f"worker-{uuid.uuid4().hex[:12]}"
+        self.idle_poll_s = idle_poll_s
+        self.heartbeat_s = heartbeat_s
+        self.task_timeout_s = task_timeout_s
+        self.values = Values(self)
+        self.stopping = threading.Event()
+        self._held: dict[str, tuple[int, threading.Event]] = {}
+        self._held_lock = threading.Lock()
+        self._threads: list[threading.Thread] = []
+
+    # Values' blob store, backed by the control plane.
+    def put_blob(self, sha256: str, data: bytes) -> None:
+        self.cp.put_blob(sha256, data)
+
+    def get_blob(self, sha256: str) -> bytes:
+        return self.cp.get_blob(sha256)
+
+    def start(self) -> None:
+        for n in range(self.concurrency):
+            thread = threading.Thread(target=self._slot, name=f"noetl-slot-{n}",
+                                      daemon=True)
+            thread.start()
+            self._threads.append(thread)
+        beat = threading.Thread(target=self._heartbeats, name="noetl-heartbeat",
+                                daemon=True)
+        beat.start()
+        self._threads.append(beat)
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Stop taking work; wait for running commands to finish and report."""
+        self.stopping.set()
+        self.doorbell.ring()
+        for thread in self._threads:
+            thread.join(timeout)
+
+    def busy(self) -> int:
+        return len(self._held)
+
+    # -- slots --------------------------------------------------------------
+
+    def _slot(self) -> None:
+        task: dict[str, Any] | None = None
+        while not self.stopping.is_set():
+            if task is None:
+                seen = self.doorbell.generation()
+                task = self._claim()
+                if task is None:
+                    self.doorbell.wait(seen, self.idle_poll_s)
+                    continue
+            task = self._run(task)
+
+    def _claim(self) -> dict[str, Any] | None:
+        try:
+            tasks = self.cp.claim(self.worker_id, self.pool, 1)
+        except Exception:
+            log.exception("claim failed; retrying")
+            self.stopping.wait(1.0)
+            return None
+        return tasks[0] if tasks else None
+
+    def _run(self, task: dict[str, Any]) -> dict[str, Any] | None:
+        cancelled = threading.Event()
+        with self._held_lock:
+            self._held[task["command_id"]] = (task["delivery"], cancelled)
+        try:
+            runner = CommandRunner(
+                task, self.values,
+                credential=lambda name: self.cp.credential(
+                    name, task["command_id"], task["delivery"]),
+                new_id=self.cp.new_execution_id, cancelled=cancelled,
+                default_timeout=self.task_timeout_s)
+            try:
+                report = runner.run()
+            except Exception as exc:  # the runner must never lose a command
+                log.exception("command %s crashed the runner", task["command_id"])
+                report = {"command_id": task["command_id"], "delivery": task["delivery"],
+                          "status": "error", "error": {
+                              "kind": "internal", "retryable": False,
+                              "message": f"worker error: {type(exc).__name__}: {exc}"}}
+                if task.get("iterations") is not None:
+                    report = {"command_id": task["command_id"],
+                              "delivery": task["delivery"],
+                              "iterations": [{"index": it["index"], "status": "error",
+                                              "error": report["error"]}
+                                             for it in task["iterations"]]}
+        finally:
+            with self._held_lock:
+                self._held.pop(task["command_id"], None)
+        if cancelled.is_set():
+            return None
+        return self._report(report)
+
+    def _report(self, report: dict[str, Any]) -> dict[str, Any] | None:
+        claim_next = 0 if self.stopping.is_set() else 1
+        for attempt in range(30):
+            try:
+                tasks = self.cp.report(report, self.worker_id, self.pool, claim_next)
+                return tasks[0] if tasks else None
+            except Stale as exc:
+                log.info("report for %s refused: %s", report["command_id"], exc)
+                return None
+            except Exception:
+                log.exception("report for %s failed (attempt %d)",
+                              report["command_id"], attempt + 1)
+                if self.stopping.wait(min(5.0, 0.2 * 2 ** attempt)) and attempt > 5:
+                    break
+        return None
+
+    # -- heartbeats ---------------------------------------------------------
+
+    def _heartbeats(self) -> None:
+        while not self.stopping.wait(self.heartbeat_s):
+            self.beat()
+
+    def beat(self) -> None:
+        with self._held_lock:
+            held = [{"command_id": cid, "delivery": delivery}
+                    for cid, (delivery, _) in self._held.items()]
+        if not held:
+            return
+        try:
+            reply = self.cp.heartbeat(self.worker_id, held)
+        except Exception:
+            log.exception("heartbeat failed")
+            return
+        for command_id in list(reply.get("cancel", ())) + list(reply.get("lost", ())):
+            with self._held_lock:
+                entry = self._held.get(command_id)
+            if entry is not None:
+                entry[1].set()
