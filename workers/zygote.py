@@ -81,6 +81,7 @@ MAX_FRAME = 1 << 30
 KILL_GRACE_S = 2.0  # SIGTERM, then SIGKILL after this (R9)
 CONNECT_TIMEOUT_S = 10.0  # covers a zygote still importing its preload list
 POLL_S = 0.05  # how often a waiting client checks for cancellation
+SPARE_DELAY_S = 0.005  # fork the next spare just after a new session's start
 
 _HEADER = struct.Struct("!I")
 
@@ -219,6 +220,7 @@ class Zygote:
 
     ``handler`` is "module:function", imported by the zygote; the function
     takes a request dict and returns a reply dict ``{ok, result | error}``.
+    ``warmup`` is a request each spare child runs once, unseen, while idle.
     ``rlimits`` maps resource names to soft=hard limits applied to children,
     e.g. ``{"AS": 2 << 30}`` for RLIMIT_AS.
     """
@@ -232,8 +234,10 @@ class Zygote:
         sys_path: Iterable[str] | None = None,
         env_allow: Iterable[str] = (),
         rlimits: Mapping[str, int] | None = None,
+        warmup: Mapping[str, Any] | None = None,
     ) -> None:
         self.handler = handler
+        self.warmup = dict(warmup) if warmup is not None else None
         self.preload = [*BASE_PRELOAD, *preload]
         self.python = python or sys.executable
         # Absolute, because "" means the worker's cwd, not the zygote's.
@@ -326,6 +330,7 @@ class Zygote:
             "preload": self.preload,
             "sys_path": self.sys_path,
             "rlimits": self.rlimits,
+            "warmup": self.warmup,
             "dir": self._dir,
             "fds": fds,
         }
@@ -558,7 +563,9 @@ class _ZygoteServer:
         self.rlimits: dict[str, int] = config["rlimits"]
         self.handler = _preload(config["preload"], config["handler"])
         self.statuses: OrderedDict[int, int] = OrderedDict()
+        self.warmup: dict[str, Any] | None = config["warmup"]
         self.spare: tuple[int, socket.socket] | None = None
+        self.spare_due = 0.0
         self.selector = selectors.DefaultSelector()
         self.wake_r, self.wake_w = os.pipe()
 
@@ -573,10 +580,18 @@ class _ZygoteServer:
         self.selector.register(self.control, selectors.EVENT_READ, self.on_control)
         self.selector.register(self.death_fd, selectors.EVENT_READ, self.on_death)
         self.selector.register(self.wake_r, selectors.EVENT_READ, self.on_wake)
-        self.spare = self.fork_spare()
         while True:
-            for key, _ in self.selector.select():
+            for key, _ in self.selector.select(self.idle_timeout()):
                 key.data()
+            if self.spare is None and time.monotonic() >= self.spare_due:
+                self.spare = self.fork_spare()
+
+    def idle_timeout(self) -> float | None:
+        # A fork takes a millisecond or two of CPU; done while the session just
+        # handed off is starting, it would slow that session on a small box.
+        if self.spare is not None:
+            return None
+        return max(0.0, self.spare_due - time.monotonic())
 
     def on_death(self) -> None:
         # The worker closed its end of the pipe, or died: nothing more to serve.
@@ -599,8 +614,7 @@ class _ZygoteServer:
             for _attempt in range(2):
                 if self.hand_off(conn):
                     break
-        if self.spare is None:
-            self.spare = self.fork_spare()
+        self.spare_due = time.monotonic() + SPARE_DELAY_S
 
     def hand_off(self, conn: socket.socket) -> bool:
         spare, self.spare = self.spare or self.fork_spare(), None
@@ -639,8 +653,10 @@ class _ZygoteServer:
                 self.statuses.popitem(last=False)
             shutil.rmtree(os.path.join(self.dir, f"w{pid}"), ignore_errors=True)
             if self.spare is not None and self.spare[0] == pid:
+                # A spare should not die unused: back off, don't fork in a loop.
                 self.spare[1].close()
                 self.spare = None
+                self.spare_due = time.monotonic() + 1.0
 
     def fork_spare(self) -> tuple[int, socket.socket]:
         channel, child_end = socket.socketpair()
@@ -651,7 +667,7 @@ class _ZygoteServer:
             try:
                 channel.close()
                 self.become_child()
-                _await_session(child_end, self.handler)
+                _await_session(child_end, self.handler, self.warmup)
                 code = 0
             finally:
                 os._exit(code)  # never unwind into the zygote's loop
@@ -691,20 +707,31 @@ def _preload(modules: list[str], handler: str) -> Callable[[dict[str, Any]], Any
 # --- The session child -----------------------------------------------------
 
 
-def _await_session(channel: socket.socket, handler: Callable[..., Any]) -> None:
-    """The spare's life: wait for a connection, serve it, exit."""
+def _await_session(
+    channel: socket.socket,
+    handler: Callable[..., Any],
+    warmup: dict[str, Any] | None,
+) -> None:
+    """The spare's life: warm up, wait for a connection, serve it, exit."""
+    out, err = _Tail(OUTPUT_CAP), _Tail(OUTPUT_CAP)
+    sys.stdout, sys.stderr = out, err
+    if warmup is not None:
+        # A dry run while idle: the copy-on-write page faults of the first
+        # request (refcounts touch shared pages) happen here, not on its clock.
+        encode_frame(_checked(_call(handler, warmup)))
+        out.take(), err.take()
     _, fds, _, _ = socket.recv_fds(channel, 1, 1)
     channel.close()
     if not fds:
         return  # the zygote went away before handing us anything
     with socket.socket(fileno=fds[0]) as conn:
         conn.settimeout(None)
-        _serve_session(conn, handler)
+        _serve_session(conn, handler, out, err)
 
 
-def _serve_session(conn: socket.socket, handler: Callable[..., Any]) -> None:
-    out, err = _Tail(OUTPUT_CAP), _Tail(OUTPUT_CAP)
-    sys.stdout, sys.stderr = out, err
+def _serve_session(
+    conn: socket.socket, handler: Callable[..., Any], out: _Tail, err: _Tail
+) -> None:
     send_frame(conn, {"pid": os.getpid()})
     while True:
         try:

@@ -44,7 +44,8 @@ def step_name(ck: Checker, raw: dict[str, Any], path: str) -> str | None:
     name = raw.get("step")
     if isinstance(name, str) and name:
         return name
-    ck.error(key_path(path, "step"), "'step' (the step name, a string) is required")
+    problem = "must be a non-empty string" if "step" in raw else "is required"
+    ck.error(key_path(path, "step"), f"'step' (the step name) {problem}")
     return None
 
 
@@ -53,9 +54,8 @@ def normalise_step(
 ) -> dict[str, Any]:
     _check_step_keys(ck, raw, path)
     if name in BUILTIN_NAMES:
-        ck.warn(
-            key_path(path, "step"), f"step name '{name}' hides the built-in '{name}'"
-        )
+        message = f"step name '{name}' hides the built-in '{name}'"
+        ck.warn(key_path(path, "step"), message)
     spec_path = key_path(path, "spec")
     spec = _step_spec(ck, raw.get("spec"), spec_path)
     tasks, single = _tool(ck, raw, path, name, refs)

@@ -156,7 +156,7 @@ def _task(
     config.update((key, value) for key, value in raw.items() if key not in _TASK_META)
     if kind == "workbook":
         _workbook_call(ck, source, config, refs)
-    rules, has_policy = _rules(ck, raw, spec, path, refs, labels)
+    rules, has_policy = _rules(ck, source, spec, refs, labels)
     return {
         "label": source.label,
         "kind": kind,
@@ -164,7 +164,7 @@ def _task(
         "rules": rules,
         "has_policy": has_policy,
         "set": set_map(ck, raw.get("set"), key_path(path, "set")),
-        "timeout": _timeout(ck, raw, spec, path, kind, config),
+        "timeout": _timeout(ck, source, spec, kind, config),
     }
 
 
@@ -196,21 +196,19 @@ def _workbook_call(
 
 def _rules(
     ck: Checker,
-    raw: dict[str, Any],
+    source: _Source,
     spec: dict[str, Any],
-    path: str,
     refs: Refs,
     labels: frozenset[str],
 ) -> tuple[list[dict[str, Any]], bool]:
-    policy_path = key_path(key_path(path, "spec"), "policy")
+    spec_path = key_path(source.path, "spec")
     declared = None
     if "policy" in spec:
+        policy_path = key_path(spec_path, "policy")
         declared = task_rules(ck, spec["policy"], policy_path, refs, labels)
     # Top-level keys win over `spec` keys, as for the tool config.
-    holder, holder_path = (
-        (raw, path) if "retry" in raw else (spec, key_path(path, "spec"))
-    )
-    implicit = legacy_retry(ck, holder.get("retry"), key_path(holder_path, "retry"))
+    retry = _first_written(source, spec, ("retry",))
+    implicit = legacy_retry(ck, *retry) if retry else None
     rules = list(declared or [])
     if implicit is not None:
         # The retry rule goes first so an explicit catch-all cannot shadow it.
@@ -220,27 +218,30 @@ def _rules(
 
 def _timeout(
     ck: Checker,
-    raw: dict[str, Any],
+    source: _Source,
     spec: dict[str, Any],
-    path: str,
     kind: str,
     config: dict[str, Any],
 ) -> float | None:
-    """Seconds from `timeout`, `timeout_seconds` or `spec.timeout` (first found)."""
-    spec_path = key_path(path, "spec")
-    candidates = (
-        (raw, path, "timeout"),
-        (raw, path, "timeout_seconds"),
-        (spec, spec_path, "timeout"),
-    )
-    for holder, base, key in candidates:
-        if key in holder:
-            value, value_path = holder[key], key_path(base, key)
-            break
-    else:
+    """Seconds from `timeout`, `timeout_seconds` or `spec.timeout`."""
+    written = _first_written(source, spec, ("timeout", "timeout_seconds"))
+    if written is None:
         return None
+    value, value_path = written
     if isinstance(value, dict) and kind == "http":
         # `{connect, read}` is an http client parameter, not a task deadline.
         config.setdefault("timeout", value)
         return None
     return duration(ck, value, value_path)
+
+
+def _first_written(
+    source: _Source, spec: dict[str, Any], keys: tuple[str, ...]
+) -> tuple[Any, str] | None:
+    """(value, path) of the first of `keys` on the task, else in its `spec`."""
+    spec_path = key_path(source.path, "spec")
+    for holder, base in ((source.raw, source.path), (spec, spec_path)):
+        for key in keys:
+            if key in holder:
+                return holder[key], key_path(base, key)
+    return None

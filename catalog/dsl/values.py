@@ -76,7 +76,3 @@ def set_map(ck: Checker, value: Any, path: str) -> dict[str, Any]:
         if not isinstance(key, str) or not key:
             ck.error(key_path(path, key), "a 'set' key must be a non-empty string")
     return dict(writes)
-
-
-def input_map(ck: Checker, value: Any, path: str, what: str) -> dict[str, Any]:
-    return dict(ck.mapping(value, path, what))

@@ -411,6 +411,9 @@ class Engine:
             "max_in_flight": max_in_flight,
             "k": k,
         }))
+        if not items:
+            self._loop_done(step, self.state["loops"][name])
+            return
         self._fill_window(name)
 
     def _max_in_flight(self, loop: dict[str, Any], context: dict[str, Any]) -> int:

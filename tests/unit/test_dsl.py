@@ -48,6 +48,14 @@ def line_of(text: str, needle: str) -> int:
     return text[: text.index(needle)].count("\n") + 1
 
 
+def steps_with(key: str, values: list[str]) -> str:
+    """Router steps s0, s1, ... each carrying `key: <value>`."""
+    return "\n".join(
+        f"- {{step: s{index}, {NOOP}, {key}: {value}}}"
+        for index, value in enumerate(values)
+    )
+
+
 def warnings_at(playbook: dict[str, Any], path: str) -> list[str]:
     return [w["message"] for w in playbook["warnings"] if w["path"] == path]
 
@@ -96,7 +104,7 @@ def test_it_normalises_the_workbook_fixture() -> None:
     assert playbook["steps"][2]["next"]["mode"] == "inclusive"
 
 
-# --- load_yaml ------------------------------------------------------------------
+# --- load_yaml ----------------------------------------------------------------
 
 
 def test_it_maps_paths_to_lines() -> None:
@@ -132,7 +140,7 @@ def test_it_rejects_several_documents() -> None:
     assert "invalid YAML" in str(reject("a: 1\n---\nb: 2\n"))
 
 
-# --- the root document ------------------------------------------------------------
+# --- the root document --------------------------------------------------------
 
 
 def test_it_normalises_the_root() -> None:
@@ -198,7 +206,7 @@ def test_it_warns_about_unknown_root_keys() -> None:
     assert warnings_at(playbook, "tracing") == ["unknown root key 'tracing' is ignored"]
 
 
-# --- steps -------------------------------------------------------------------------
+# --- steps --------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -279,7 +287,7 @@ def test_it_warns_about_unknown_step_keys() -> None:
     assert message.startswith("step 'a': ")
 
 
-# --- tool shapes --------------------------------------------------------------------
+# --- tool shapes --------------------------------------------------------------
 
 
 def test_it_labels_a_single_tool_after_the_step_or_its_name() -> None:
@@ -417,7 +425,7 @@ def test_it_rejects_bad_timeouts() -> None:
     assert "not a duration" in issue_at(error, "workflow[4].spec.timeout").message
 
 
-# --- policy rules ---------------------------------------------------------------------
+# --- policy rules -------------------------------------------------------------
 
 
 def rules_of(rules_yaml: str) -> list[dict[str, Any]]:
@@ -622,7 +630,7 @@ def test_it_has_no_policy_without_rules() -> None:
     assert task["has_policy"] is False
 
 
-# --- loops ---------------------------------------------------------------------
+# --- loops --------------------------------------------------------------------
 
 
 def test_it_normalises_a_loop() -> None:
@@ -653,19 +661,16 @@ def test_it_normalises_a_loop() -> None:
 
 
 def test_it_rejects_bad_loops() -> None:
-    error = reject(
-        doc(
-            """
-            - {step: a, tool: {kind: noop}, loop: {iterator: x}}
-            - {step: b, tool: {kind: noop}, loop: {in: [1]}}
-            - {step: c, tool: {kind: noop}, loop: {cursor: {kind: postgres}, iterator: x}}
-            - {step: d, tool: {kind: noop}, loop: {in: [1], iterator: x, spec: {mode: cursor}}}
-            - {step: e, tool: {kind: noop}, loop: {in: [1], iterator: x, spec: {mode: fast}}}
-            - {step: f, tool: {kind: noop}, loop: {in: [1], iterator: x, spec: {max_in_flight: 0}}}
-            - {step: g, tool: {kind: noop}, loop: {in: [1], iterator: x, spec: {chunk: big}}}
-            """
-        )
-    )
+    loops = [
+        "{iterator: x}",
+        "{in: [1]}",
+        "{cursor: {kind: postgres}, iterator: x}",
+        "{in: [1], iterator: x, spec: {mode: cursor}}",
+        "{in: [1], iterator: x, spec: {mode: fast}}",
+        "{in: [1], iterator: x, spec: {max_in_flight: 0}}",
+        "{in: [1], iterator: x, spec: {chunk: big}}",
+    ]
+    error = reject(doc(steps_with("loop", loops)))
 
     assert "'in'" in issue_at(error, "workflow[0].loop").message
     assert "'iterator'" in issue_at(error, "workflow[1].loop.iterator").message
@@ -677,7 +682,7 @@ def test_it_rejects_bad_loops() -> None:
     assert ">= 1" in issue_at(error, "workflow[6].loop.spec.chunk").message
 
 
-# --- next --------------------------------------------------------------------------
+# --- next ---------------------------------------------------------------------
 
 
 def test_it_normalises_arcs() -> None:
@@ -721,18 +726,15 @@ def test_it_drops_arcs_to_missing_steps_with_a_warning() -> None:
 
 
 def test_it_rejects_bad_next_blocks() -> None:
-    error = reject(
-        doc(
-            """
-            - {step: a, tool: {kind: noop}, next: {spec: {mode: all}, arcs: [{step: b}]}}
-            - {step: b, tool: {kind: noop}, next: {step: a}}
-            - {step: c, tool: {kind: noop}, next: {arcs: [{when: "{{ x }}"}]}}
-            - {step: d, tool: {kind: noop}, next: {arcs: [{step: a, when: "{{ x }}", cond: "{{ y }}"}]}}
-            - {step: e, tool: {kind: noop}, next: 3}
-            - {step: f, tool: {kind: noop}, next: {spec: {on_no_match: fail}}}
-            """
-        )
-    )
+    routers = [
+        "{spec: {mode: all}, arcs: [{step: s1}]}",
+        "{step: s0}",
+        '{arcs: [{when: "{{ x }}"}]}',
+        '{arcs: [{step: s0, when: "{{ x }}", cond: "{{ y }}"}]}',
+        "3",
+        "{spec: {on_no_match: fail}}",
+    ]
+    error = reject(doc(steps_with("next", routers)))
 
     assert "'all'" in issue_at(error, "workflow[0].next.spec.mode").message
     assert "single arc" in issue_at(error, "workflow[1].next").message
@@ -742,7 +744,7 @@ def test_it_rejects_bad_next_blocks() -> None:
     assert "'fail'" in issue_at(error, "workflow[5].next.spec.on_no_match").message
 
 
-# --- admission -----------------------------------------------------------------------
+# --- admission ----------------------------------------------------------------
 
 
 def test_it_normalises_admission_rules() -> None:
@@ -788,7 +790,7 @@ def test_it_rejects_bad_admission_and_step_policy_rules() -> None:
     )
 
 
-# --- workbook ------------------------------------------------------------------------
+# --- workbook -----------------------------------------------------------------
 
 
 WORKBOOK = """\
@@ -846,7 +848,7 @@ def test_it_rejects_bad_workbook_entries() -> None:
     assert "mapping with 'kind'" in issue_at(error, "workbook[2].tool").message
 
 
-# --- issues ----------------------------------------------------------------------------
+# --- issues -------------------------------------------------------------------
 
 
 def test_issue_equality_ignores_the_display_context() -> None:

@@ -37,6 +37,8 @@ from workers.zygote import PythonSession, Zygote
 
 SESSION_KEY = "python_session"
 HANDLER = f"{__name__}:execute"
+# Each spare child runs this once while idle, to be warm for the real request.
+WARMUP = {"code": "result = {'ok': [1, 2.5, None]}", "filename": "<noetl warmup>"}
 MESSAGE_CAP = 4_000
 TRACEBACK_CAP = 16_000
 LOCALS_KEYS_CAP = 50
@@ -191,7 +193,7 @@ def start_zygote(preload: Iterable[str] = (), **options: Any) -> Zygote:
     global _zygote
     with _zygote_lock:
         if _zygote is None:
-            _zygote = Zygote(HANDLER, preload=preload, **options)
+            _zygote = Zygote(HANDLER, preload=preload, warmup=WARMUP, **options)
         zygote = _zygote
     zygote.start()
     return zygote
