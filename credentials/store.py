@@ -36,15 +36,3 @@ def read_credential(name: str) -> dict[str, Any]:
     fields = orjson.loads(data)
     fields.setdefault("type", credential.type)
     return fields
-
-
-def secret_values(fields: dict[str, Any]) -> list[str]:
-    """The string values worth masking out of logs and results."""
-    secrets = []
-    for key, value in fields.items():
-        if isinstance(value, str) and len(value) >= 4 and key not in (
-            "type", "host", "db_host", "port", "db_port", "user", "db_user",
-            "username", "database", "db_name", "dbname",
-        ):
-            secrets.append(value)
-    return secrets

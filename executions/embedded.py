@@ -57,9 +57,7 @@ class LocalControlPlane:
         return _json(self.runtime.write(service.heartbeat, worker_id, held))
 
     def credential(self, name: str, command_id: str, delivery: int) -> dict[str, Any]:
-        fields = self.runtime.write(service.credential_for, name)
-        self.runtime.remember_secrets(fields)
-        return _json(fields)
+        return _json(self.runtime.write(service.credential_for, name))
 
     def put_blob(self, sha256: str, data: bytes) -> None:
         self.runtime.write(service.put_blob, sha256, data)
@@ -83,7 +81,6 @@ class EmbeddedRuntime:
         self.duty_interval_s = duty_interval_s
         self._ended = threading.Condition()
         self._stop = threading.Event()
-        self._secrets: set[str] = set()
         self.listeners: list[Callable[[str, list[dict[str, Any]]], None]] = []
 
     # -- lifecycle ------------------------------------------------------------
@@ -185,6 +182,3 @@ class EmbeddedRuntime:
 
     def cancel(self, execution_id: str, reason: str = "cancelled by user") -> bool:
         return self.write(service.cancel, execution_id, reason)
-
-    def remember_secrets(self, fields: dict[str, Any]) -> None:
-        self._secrets.update(service.masks_for(fields))

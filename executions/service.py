@@ -22,7 +22,7 @@ from django.db.models.functions import Now
 from django.utils import timezone
 
 from catalog import services as catalog
-from credentials.store import read_credential, secret_values
+from credentials.store import read_credential
 from executions.engine.decide import Decision, Engine
 from executions.engine.state import initial_state
 from executions.engine.values import Values, dumps, loads
@@ -481,10 +481,6 @@ def cancel(execution_id: str, reason: str = "cancelled by user", by: str = "") -
 
 def credential_for(name: str) -> dict[str, Any]:
     return read_credential(name)
-
-
-def masks_for(fields: dict[str, Any]) -> list[str]:
-    return secret_values(fields)
 
 
 def put_blob(sha256: str, data: bytes) -> None:

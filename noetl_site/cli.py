@@ -395,9 +395,30 @@ def parser() -> argparse.ArgumentParser:
     return top
 
 
+def _validate_files_first(args: argparse.Namespace) -> None:
+    """Refuse an invalid playbook before anything (even the database) is written."""
+    from catalog.dsl import PlaybookError, parse_playbook
+
+    names = list(getattr(args, "files", None) or [])
+    target = getattr(args, "target", None)
+    if target and (Path(target).suffix in (".yaml", ".yml") or Path(target).is_file()):
+        names.append(target)
+    for name in names:
+        path = Path(name)
+        try:
+            text = path.read_text()
+        except OSError as exc:
+            raise UsageError(f"cannot read {name}: {exc.strerror}") from None
+        try:
+            parse_playbook(text)
+        except PlaybookError as exc:
+            raise UsageError(f"{name} is not a valid playbook:\n{exc}") from None
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
+        _validate_files_first(args)
         setup_django()
         return args.func(args)
     except UsageError as exc:

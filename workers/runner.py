@@ -29,15 +29,21 @@ from workers.tools.base import DEFAULT_TIMEOUT_S, ToolContext
 MAX_JUMPS = 10_000
 MAX_SLEEP_IN_WORKER_S = 5.0
 LOG_TAIL_CHARS = 64 * 1024
-TEXT_FIELDS = frozenset({"code", "command", "commands", "query", "queries", "sql", "cmd"})
+TEXT_FIELDS = frozenset(
+    {"code", "command", "commands", "query", "queries", "sql", "cmd"}
+)
 PREVIOUS = frozenset({"previous", "prev", "_previous", "@previous"})
 
 
 class Suspend(Exception):
     """The pipeline must wait (a child run, a long backoff) without a slot."""
 
-    def __init__(self, resume: dict[str, Any], child: dict | None = None,
-                 delay_s: float | None = None) -> None:
+    def __init__(
+        self,
+        resume: dict[str, Any],
+        child: dict | None = None,
+        delay_s: float | None = None,
+    ) -> None:
         super().__init__("suspend")
         self.resume = resume
         self.child = child
@@ -68,14 +74,32 @@ class Pipeline:
     started: float = field(default_factory=time.monotonic)
 
     def snapshot(self) -> dict[str, Any]:
-        return {"pc": self.pc, "results": self.results, "prev": self.prev,
-                "attempts": self.attempts, "iter_vars": self.iter_vars,
-                "ctx_patch": self.ctx_patch, "jumps": self.jumps}
+        return {
+            "pc": self.pc,
+            "results": self.results,
+            "prev": self.prev,
+            "attempts": self.attempts,
+            "iter_vars": self.iter_vars,
+            "ctx_patch": self.ctx_patch,
+            "jumps": self.jumps,
+        }
 
     @classmethod
     def restore(cls, data: dict[str, Any]) -> Pipeline:
-        pipeline = cls(**{k: data[k] for k in (
-            "pc", "results", "prev", "attempts", "iter_vars", "ctx_patch", "jumps")})
+        pipeline = cls(
+            **{
+                k: data[k]
+                for k in (
+                    "pc",
+                    "results",
+                    "prev",
+                    "attempts",
+                    "iter_vars",
+                    "ctx_patch",
+                    "jumps",
+                )
+            }
+        )
         pipeline.outcome = data.get("outcome")
         return pipeline
 
@@ -102,14 +126,17 @@ class CommandRunner:
         self.resources: dict[str, Any] = {}
         self.log_lines: list[str] = []
         self.log_size = 0
-        self.base = base_names(task["execution_id"], task.get("catalog_id", ""),
-                               task.get("env") or {})
+        self.base = base_names(
+            task["execution_id"], task.get("catalog_id", ""), task.get("env") or {}
+        )
 
     # -- the command ------------------------------------------------------
 
     def run(self) -> dict[str, Any]:
-        report: dict[str, Any] = {"command_id": self.task["command_id"],
-                                  "delivery": self.task.get("delivery", 1)}
+        report: dict[str, Any] = {
+            "command_id": self.task["command_id"],
+            "delivery": self.task.get("delivery", 1),
+        }
         try:
             if self.task.get("iterations") is not None:
                 self._run_chunk(report)
@@ -131,8 +158,9 @@ class CommandRunner:
         except Suspend as stop:
             report["suspend"] = self._suspension(stop, None)
             return
-        report.update(status=outcome.status, ctx_patch=outcome.ctx_patch,
-                      tasks=outcome.tasks)
+        report.update(
+            status=outcome.status, ctx_patch=outcome.ctx_patch, tasks=outcome.tasks
+        )
         if outcome.status == "error":
             report["error"] = outcome.error
             report["result"] = None
@@ -161,8 +189,10 @@ class CommandRunner:
                 report["suspend"] = self._suspension(stop, item)
                 return
             entry: dict[str, Any] = {
-                "index": item["index"], "status": outcome.status,
-                "ms": round((time.perf_counter() - started) * 1000, 3)}
+                "index": item["index"],
+                "status": outcome.status,
+                "ms": round((time.perf_counter() - started) * 1000, 3),
+            }
             if outcome.status == "error":
                 entry["error"] = outcome.error
             else:
@@ -208,52 +238,77 @@ class CommandRunner:
             p.attempts[label] = p.attempts.get(label, 0) + 1
             outcome = _status_check(outcome, label)
             last = outcome
-            summaries.append({"label": label, "status": outcome["status"],
-                              "attempt": p.attempts[label],
-                              "ms": round((time.perf_counter() - t0) * 1000, 3)})
+            summaries.append(
+                {
+                    "label": label,
+                    "status": outcome["status"],
+                    "attempt": p.attempts[label],
+                    "ms": round((time.perf_counter() - t0) * 1000, 3),
+                }
+            )
             data = outcome.get("data")
             if outcome["status"] == "ok":
                 p.results[label] = data
                 self._apply_set(task["set"], p, item, {"output": data})
             action, rule = self._decide(task, outcome, p, item)
             if rule is not None and rule.get("set"):
-                self._apply_set(rule["set"], p, item,
-                                {"output": templating.wrap_output(outcome)})
+                self._apply_set(
+                    rule["set"], p, item, {"output": templating.wrap_output(outcome)}
+                )
             if action == "continue":
                 if outcome["status"] == "ok":
                     p.prev = data
                 p.pc += 1
             elif action == "retry":
                 if p.attempts[label] >= int(rule.get("attempts", 3)):
-                    return self._failed(outcome, label, p, summaries,
-                                        f"gave up after {p.attempts[label]} attempts")
+                    return self._failed(
+                        outcome,
+                        label,
+                        p,
+                        summaries,
+                        f"gave up after {p.attempts[label]} attempts",
+                    )
                 self._backoff(rule, p, item)
             elif action == "jump":
                 p.jumps += 1
                 target = rule.get("to")
                 if p.jumps > MAX_JUMPS:
-                    return self._failed(outcome, label, p, summaries,
-                                        f"more than {MAX_JUMPS} jumps")
+                    return self._failed(
+                        outcome, label, p, summaries, f"more than {MAX_JUMPS} jumps"
+                    )
                 if target in PREVIOUS:
                     p.pc = max(0, p.pc - 1)
                 elif target in labels:
                     p.pc = labels.index(target)
                 else:
-                    return self._failed(outcome, label, p, summaries,
-                                        f"jump target {target!r} is not a task of "
-                                        f"step {self.step['name']!r}")
+                    return self._failed(
+                        outcome,
+                        label,
+                        p,
+                        summaries,
+                        f"jump target {target!r} is not a task of "
+                        f"step {self.step['name']!r}",
+                    )
             elif action == "break":
                 status = "break"
                 break
             else:
                 return self._failed(outcome, label, p, summaries, None)
-        return PipelineResult(status, self._step_result(p, last, status), None,
-                              p.ctx_patch, summaries)
+        return PipelineResult(
+            status, self._step_result(p, last, status), None, p.ctx_patch, summaries
+        )
 
-    def _failed(self, outcome: dict, label: str, p: Pipeline, summaries: list,
-                note: str | None) -> PipelineResult:
-        error = dict(outcome.get("error") or {"kind": "policy", "retryable": False,
-                                              "message": "the task policy failed it"})
+    def _failed(
+        self, outcome: dict, label: str, p: Pipeline, summaries: list, note: str | None
+    ) -> PipelineResult:
+        error = dict(
+            outcome.get("error")
+            or {
+                "kind": "policy",
+                "retryable": False,
+                "message": "the task policy failed it",
+            }
+        )
         error.setdefault("message", "task failed")
         if note:
             error["message"] = f"{error['message']} ({note})"
@@ -275,15 +330,27 @@ class CommandRunner:
 
     # -- rendering --------------------------------------------------------
 
-    def _context(self, templates: list[Any], p: Pipeline, item: dict | None,
-                 extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    def _context(
+        self,
+        templates: list[Any],
+        p: Pipeline,
+        item: dict | None,
+        extra: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
         variables = self.variables
         if p.ctx_patch:
             variables = {**variables, **p.ctx_patch}
-        scope = Scope(variables, self.values.resolve,
-                      step_names=self.task.get("step_names") or (), base=self.base)
-        names: dict[str, Any] = {"args": self.task.get("args") or {},
-                                 "results": p.results, "_prev": p.prev}
+        scope = Scope(
+            variables,
+            self.values.resolve,
+            step_names=self.task.get("step_names") or (),
+            base=self.base,
+        )
+        names: dict[str, Any] = {
+            "args": self.task.get("args") or {},
+            "results": p.results,
+            "_prev": p.prev,
+        }
         for label, value in p.results.items():
             names[label] = templating.wrap_result(value)
         iter_scope = dict(p.iter_vars)
@@ -291,27 +358,41 @@ class CommandRunner:
         if item is not None and loop:
             iterator = loop["iterator"]
             index = item["index"]
-            iter_scope.update({iterator: item["item"], "_index": index, "index": index,
-                               "_first": item.get("first", index == 0),
-                               "_last": item.get("last", False)})
+            iter_scope.update(
+                {
+                    iterator: item["item"],
+                    "_index": index,
+                    "index": index,
+                    "_first": item.get("first", index == 0),
+                    "_last": item.get("last", False),
+                }
+            )
             names[iterator] = item["item"]
             names["loop_index"] = index
-            names["loop"] = {"index": index, "first": iter_scope["_first"],
-                             "length": item.get("total"), "done": False}
+            names["loop"] = {
+                "index": index,
+                "first": iter_scope["_first"],
+                "length": item.get("total"),
+                "done": False,
+            }
         names["iter"] = iter_scope
         if extra:
             names.update(extra)
         return scope.context(templates, names)
 
-    def _render_config(self, task: dict, p: Pipeline, item: dict | None,
-                       merged_input: dict[str, Any]) -> dict[str, Any]:
+    def _render_config(
+        self, task: dict, p: Pipeline, item: dict | None, merged_input: dict[str, Any]
+    ) -> dict[str, Any]:
         config = dict(task["config"])
         config.pop("input", None)
         config.pop("args", None)
         templates: list[Any] = [config, merged_input]
-        context = self._context(templates, p, item,
-                                {"_task": task["label"],
-                                 "_attempt": p.attempts.get(task["label"], 0) + 1})
+        context = self._context(
+            templates,
+            p,
+            item,
+            {"_task": task["label"], "_attempt": p.attempts.get(task["label"], 0) + 1},
+        )
         rendered: dict[str, Any] = {}
         for key, value in config.items():
             if key in TEXT_FIELDS:
@@ -319,18 +400,29 @@ class CommandRunner:
             elif key == "script" and isinstance(value, dict):
                 rendered[key] = _render_script(value, context)
             else:
-                rendered[key] = templating.plain(templating.render_value(value, context))
-        rendered["input"] = {k: templating.plain(templating.render_value(v, context))
-                             for k, v in merged_input.items()}
+                rendered[key] = templating.plain(
+                    templating.render_value(value, context)
+                )
+        rendered["input"] = {
+            k: templating.plain(templating.render_value(v, context))
+            for k, v in merged_input.items()
+        }
         if task["kind"] == "python" and "context" in str(config.get("code", "")) + str(
-                config.get("script", "")):
+            config.get("script", "")
+        ):
             whole = self._context(["{{ ctx }}"], p, item)
             rendered["context"] = templating.plain(
-                {k: v for k, v in whole.items() if k not in ("ctx", "workload")})
+                {k: v for k, v in whole.items() if k not in ("ctx", "workload")}
+            )
         return rendered
 
-    def _apply_set(self, mapping: dict[str, Any], p: Pipeline, item: dict | None,
-                   extra: dict[str, Any]) -> None:
+    def _apply_set(
+        self,
+        mapping: dict[str, Any],
+        p: Pipeline,
+        item: dict | None,
+        extra: dict[str, Any],
+    ) -> None:
         if not mapping:
             return
         context = self._context([mapping], p, item, extra)
@@ -348,8 +440,9 @@ class CommandRunner:
 
     # -- running one task -------------------------------------------------
 
-    def _run_task(self, task: dict, p: Pipeline, item: dict | None,
-                  deadline: float | None) -> dict[str, Any]:
+    def _run_task(
+        self, task: dict, p: Pipeline, item: dict | None, deadline: float | None
+    ) -> dict[str, Any]:
         if self.cancelled.is_set():
             return _error("cancelled", "the run was cancelled")
         kind = task["kind"]
@@ -359,11 +452,17 @@ class CommandRunner:
             name = task["config"].get("task") or task["config"].get("name")
             effective = (self.task.get("workbook") or {}).get(name)
             if effective is None:
-                return _error("config", f"workbook task {name!r} is not defined in "
-                                        "this playbook's workbook")
+                return _error(
+                    "config",
+                    f"workbook task {name!r} is not defined in "
+                    "this playbook's workbook",
+                )
             kind = effective["kind"]
-            merged_input = {**_inputs(effective["config"]), **_inputs(task["config"]),
-                            **merged_input}
+            merged_input = {
+                **_inputs(effective["config"]),
+                **_inputs(task["config"]),
+                **merged_input,
+            }
         else:
             merged_input = {**_inputs(task["config"]), **merged_input}
         try:
@@ -372,18 +471,28 @@ class CommandRunner:
             return _error("template", f"task {task['label']!r}: {exc}")
         if kind == "playbook":
             raise Suspend({"pipeline": p.snapshot()}, child=self._child_spec(config))
-        timeout = float(effective.get("timeout") or task.get("timeout")
-                        or self.default_timeout)
+        timeout = float(
+            effective.get("timeout") or task.get("timeout") or self.default_timeout
+        )
         if deadline is not None:
             timeout = min(timeout, max(0.0, deadline - time.monotonic()))
             if timeout <= 0:
-                return _error("timeout", f"step {self.step['name']!r} exceeded its "
-                                         f"timeout of {self.step['timeout']}s")
+                return _error(
+                    "timeout",
+                    f"step {self.step['name']!r} exceeded its "
+                    f"timeout of {self.step['timeout']}s",
+                )
         ctx = ToolContext(
-            execution_id=self.task["execution_id"], step=self.step["name"],
-            task=task["label"], effect_key=self._effect_key(task, item),
-            timeout=timeout, credential=self.credential, log=self._log,
-            cancelled=self.cancelled, resources=self.resources)
+            execution_id=self.task["execution_id"],
+            step=self.step["name"],
+            task=task["label"],
+            effect_key=self._effect_key(task, item),
+            timeout=timeout,
+            credential=self.credential,
+            log=self._log,
+            cancelled=self.cancelled,
+            resources=self.resources,
+        )
         return tools.run_tool(kind, config, ctx)
 
     def _child_spec(self, config: dict[str, Any]) -> dict[str, Any]:
@@ -402,21 +511,31 @@ class CommandRunner:
         index = item["index"] if item is not None else 0
         command = self.task["command_id"].split("/")
         epoch = command[2] if len(command) > 2 else "1"
-        return (f"{self.task['execution_id']}/{self.step['name']}/{epoch}/"
-                f"{index}/{task['label']}")
+        return (
+            f"{self.task['execution_id']}/{self.step['name']}/{epoch}/"
+            f"{index}/{task['label']}"
+        )
 
     # -- policy -----------------------------------------------------------
 
-    def _decide(self, task: dict, outcome: dict, p: Pipeline,
-                item: dict | None) -> tuple[str, dict | None]:
+    def _decide(
+        self, task: dict, outcome: dict, p: Pipeline, item: dict | None
+    ) -> tuple[str, dict | None]:
         rules = task["rules"]
         if not rules:
             return ("continue" if outcome["status"] == "ok" else "fail"), None
         wrapped = templating.wrap_output(outcome)
         context = self._context(
-            [r.get("when") for r in rules] + [r.get("set") for r in rules], p, item,
-            {"output": wrapped, "outcome": wrapped, "error": outcome.get("error"),
-             "_attempt": p.attempts.get(task["label"], 1)})
+            [r.get("when") for r in rules] + [r.get("set") for r in rules],
+            p,
+            item,
+            {
+                "output": wrapped,
+                "outcome": wrapped,
+                "error": outcome.get("error"),
+                "_attempt": p.attempts.get(task["label"], 1),
+            },
+        )
         for rule in rules:
             when = rule.get("when")
             if when is None or when is True:
@@ -436,7 +555,9 @@ class CommandRunner:
             delay *= n
         elif backoff == "exponential":
             delay *= 2 ** (n - 1)
-        single = self.task.get("iterations") is None or len(self.task["iterations"]) == 1
+        single = (
+            self.task.get("iterations") is None or len(self.task["iterations"]) == 1
+        )
         if delay > MAX_SLEEP_IN_WORKER_S and single:
             raise Suspend({"pipeline": p.snapshot()}, delay_s=delay)
         self.cancelled.wait(delay)
@@ -465,16 +586,21 @@ def _render_text(value: Any, context: dict[str, Any]) -> Any:
 
 
 def _render_script(script: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:
-    rendered = {k: templating.plain(templating.render_value(v, context))
-                for k, v in script.items() if k not in ("source", "code")}
+    rendered = {
+        k: templating.plain(templating.render_value(v, context))
+        for k, v in script.items()
+        if k not in ("source", "code")
+    }
     if "code" in script:
         rendered["code"] = _render_text(script["code"], context)
     source = script.get("source")
     if isinstance(source, dict):
         rendered["source"] = {
-            k: _render_text(v, context) if k == "code" else
-            templating.plain(templating.render_value(v, context))
-            for k, v in source.items()}
+            k: _render_text(v, context)
+            if k == "code"
+            else templating.plain(templating.render_value(v, context))
+            for k, v in source.items()
+        }
     return rendered
 
 
@@ -485,13 +611,21 @@ def _status_check(outcome: dict[str, Any], label: str) -> dict[str, Any]:
         status = data.get("status")
         if isinstance(status, str) and status.lower() in ("error", "failed"):
             message = data.get("message") or data.get("error") or ""
-            return {**outcome, "status": "error", "error": {
-                "kind": "task_status", "retryable": False,
-                "message": f"task {label!r} returned status {status!r}"
-                           + (f": {message}" if message else "")}}
+            return {
+                **outcome,
+                "status": "error",
+                "error": {
+                    "kind": "task_status",
+                    "retryable": False,
+                    "message": f"task {label!r} returned status {status!r}"
+                    + (f": {message}" if message else ""),
+                },
+            }
     return outcome
 
 
 def _error(kind: str, message: str) -> dict[str, Any]:
-    return {"status": "error", "error": {"kind": kind, "message": message,
-                                         "retryable": False}}
+    return {
+        "status": "error",
+        "error": {"kind": kind, "message": message, "retryable": False},
+    }

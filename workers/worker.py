@@ -18,7 +18,7 @@ import threading
 import uuid
 from typing import Any, Protocol
 
-from executions.engine.values import Values
+from executions.engine.values import Values, dumps, loads
 from workers.runner import CommandRunner
 
 log = logging.getLogger("noetl.workers.worker")
@@ -31,18 +31,64 @@ class Stale(Exception):
 class ControlPlane(Protocol):
     def claim(self, worker_id: str, pool: str, limit: int) -> list[dict[str, Any]]: ...
 
-    def report(self, report: dict[str, Any], worker_id: str,
-               pool: str, claim_next: int) -> list[dict[str, Any]]: ...
+    def report(
+        self, report: dict[str, Any], worker_id: str, pool: str, claim_next: int
+    ) -> list[dict[str, Any]]: ...
 
-    def heartbeat(self, worker_id: str, held: list[dict[str, Any]]) -> dict[str, Any]: ...
+    def heartbeat(
+        self, worker_id: str, held: list[dict[str, Any]]
+    ) -> dict[str, Any]: ...
 
-    def credential(self, name: str, command_id: str, delivery: int) -> dict[str, Any]: ...
+    def credential(
+        self, name: str, command_id: str, delivery: int
+    ) -> dict[str, Any]: ...
 
     def put_blob(self, sha256: str, data: bytes) -> None: ...
 
     def get_blob(self, sha256: str) -> bytes: ...
 
     def new_execution_id(self) -> str: ...
+
+
+SECRET_FIELDS = (
+    "password",
+    "db_password",
+    "secret",
+    "token",
+    "access_token",
+    "api_key",
+    "client_secret",
+    "private_key",
+    "dsn",
+    "connection_string",
+)
+
+
+def secret_strings(fields: dict[str, Any]) -> set[str]:
+    """Values of a credential that must never appear in a report."""
+    found = set()
+    for key, value in fields.items():
+        if (
+            isinstance(value, str)
+            and len(value) >= 4
+            and (
+                key in SECRET_FIELDS
+                or "secret" in key
+                or "password" in key
+                or "token" in key
+            )
+        ):
+            found.add(value)
+    return found
+
+
+def mask(report: dict[str, Any], secrets: set[str]) -> dict[str, Any]:
+    """Replace every occurrence of a secret in a report by ``***``."""
+    data = dumps(report).decode()
+    for secret in sorted(secrets, key=len, reverse=True):
+        encoded = dumps(secret).decode()[1:-1]
+        data = data.replace(encoded, "***")
+    return loads(data)
 
 
 class Doorbell:
@@ -67,10 +113,18 @@ class Doorbell:
 
 
 class Worker:
-    def __init__(self, control_plane: ControlPlane, *, pool: str = "default",
-                 concurrency: int = 4, doorbell: Doorbell | None = None,
-                 worker_id: str | None = None, idle_poll_s: float = 2.0,
-                 heartbeat_s: float = 10.0, task_timeout_s: float = 600.0) -> None:
+    def __init__(
+        self,
+        control_plane: ControlPlane,
+        *,
+        pool: str = "default",
+        concurrency: int = 4,
+        doorbell: Doorbell | None = None,
+        worker_id: str | None = None,
+        idle_poll_s: float = 2.0,
+        heartbeat_s: float = 10.0,
+        task_timeout_s: float = 600.0,
+    ) -> None:
         self.cp = control_plane
         self.pool = pool
         self.concurrency = concurrency
@@ -94,12 +148,14 @@ class Worker:
 
     def start(self) -> None:
         for n in range(self.concurrency):
-            thread = threading.Thread(target=self._slot, name=f"noetl-slot-{n}",
-                                      daemon=True)
+            thread = threading.Thread(
+                target=self._slot, name=f"noetl-slot-{n}", daemon=True
+            )
             thread.start()
             self._threads.append(thread)
-        beat = threading.Thread(target=self._heartbeats, name="noetl-heartbeat",
-                                daemon=True)
+        beat = threading.Thread(
+            target=self._heartbeats, name="noetl-heartbeat", daemon=True
+        )
         beat.start()
         self._threads.append(beat)
 
@@ -139,32 +195,56 @@ class Worker:
         cancelled = threading.Event()
         with self._held_lock:
             self._held[task["command_id"]] = (task["delivery"], cancelled)
+        secrets: set[str] = set()
+
+        def credential(name: str) -> dict[str, Any]:
+            fields = self.cp.credential(name, task["command_id"], task["delivery"])
+            secrets.update(secret_strings(fields))
+            return fields
+
         try:
             runner = CommandRunner(
-                task, self.values,
-                credential=lambda name: self.cp.credential(
-                    name, task["command_id"], task["delivery"]),
-                new_id=self.cp.new_execution_id, cancelled=cancelled,
-                default_timeout=self.task_timeout_s)
+                task,
+                self.values,
+                credential=credential,
+                new_id=self.cp.new_execution_id,
+                cancelled=cancelled,
+                default_timeout=self.task_timeout_s,
+            )
             try:
                 report = runner.run()
             except Exception as exc:  # the runner must never lose a command
                 log.exception("command %s crashed the runner", task["command_id"])
-                report = {"command_id": task["command_id"], "delivery": task["delivery"],
-                          "status": "error", "error": {
-                              "kind": "internal", "retryable": False,
-                              "message": f"worker error: {type(exc).__name__}: {exc}"}}
+                report = {
+                    "command_id": task["command_id"],
+                    "delivery": task["delivery"],
+                    "status": "error",
+                    "error": {
+                        "kind": "internal",
+                        "retryable": False,
+                        "message": f"worker error: {type(exc).__name__}: {exc}",
+                    },
+                }
                 if task.get("iterations") is not None:
-                    report = {"command_id": task["command_id"],
-                              "delivery": task["delivery"],
-                              "iterations": [{"index": it["index"], "status": "error",
-                                              "error": report["error"]}
-                                             for it in task["iterations"]]}
+                    report = {
+                        "command_id": task["command_id"],
+                        "delivery": task["delivery"],
+                        "iterations": [
+                            {
+                                "index": it["index"],
+                                "status": "error",
+                                "error": report["error"],
+                            }
+                            for it in task["iterations"]
+                        ],
+                    }
         finally:
             with self._held_lock:
                 self._held.pop(task["command_id"], None)
         if cancelled.is_set():
             return None
+        if secrets:
+            report = mask(report, secrets)
         return self._report(report)
 
     def _report(self, report: dict[str, Any]) -> dict[str, Any] | None:
@@ -177,9 +257,12 @@ class Worker:
                 log.info("report for %s refused: %s", report["command_id"], exc)
                 return None
             except Exception:
-                log.exception("report for %s failed (attempt %d)",
-                              report["command_id"], attempt + 1)
-                if self.stopping.wait(min(5.0, 0.2 * 2 ** attempt)) and attempt > 5:
+                log.exception(
+                    "report for %s failed (attempt %d)",
+                    report["command_id"],
+                    attempt + 1,
+                )
+                if self.stopping.wait(min(5.0, 0.2 * 2**attempt)) and attempt > 5:
                     break
         return None
 
@@ -191,8 +274,10 @@ class Worker:
 
     def beat(self) -> None:
         with self._held_lock:
-            held = [{"command_id": cid, "delivery": delivery}
-                    for cid, (delivery, _) in self._held.items()]
+            held = [
+                {"command_id": cid, "delivery": delivery}
+                for cid, (delivery, _) in self._held.items()
+            ]
         if not held:
             return
         try:

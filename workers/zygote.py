@@ -16,9 +16,10 @@ How the pieces talk:
   copy the worker's memory, file descriptors and its original environment
   block, which ``/proc/self/environ`` shows even after ``os.environ`` is
   cleared. Exec'ing also makes starting it safe once the worker has threads.
-- The zygote keeps one child forked ahead ("the spare"). On each connection it
-  passes the socket to the spare (SCM_RIGHTS), so no fork is on the critical
-  path, and forks the next spare.
+- The zygote keeps a few children forked ahead ("spares"), warmed up by a
+  dry-run request. A spare accepts the next connection on the session socket
+  itself, so no fork is on the critical path, and tells the zygote, which
+  forks a replacement a few milliseconds later.
 - The child owns the connection: it sends ``{pid}``, then answers each request
   frame with a reply frame. Frames are a 4-byte big-endian length and JSON.
 - The zygote reaps children and remembers their exit status, which clients
@@ -42,14 +43,15 @@ import atexit
 import base64
 import contextlib
 import dataclasses
-import gc
 import datetime as dt
 import decimal
+import gc
 import importlib
 import io
 import json
 import os
 import resource
+import select
 import selectors
 import shutil
 import signal
@@ -60,17 +62,17 @@ import sys
 import tempfile
 import threading
 import time
+import traceback
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-# What the zygote imports before forking anything. The first line is what
-# user code gets injected or commonly imports; the second is what the child
-# runtime itself needs (async ``main`` and tracebacks).
+# What the zygote imports before forking anything: what user code is given or
+# commonly imports, then what the child runtime itself needs.
 BASE_PRELOAD = [
     *("json", "datetime", "uuid", "decimal", "os", "math", "re", "time"),
     *("hashlib", "random", "logging"),
-    *("asyncio", "inspect", "traceback", "linecache", "base64"),
+    *("asyncio", "inspect", "traceback", "linecache", "base64", "ctypes"),
 ]
 
 ENV_ALLOW = frozenset({"PATH", "HOME", "LANG", "TZ", "PYTHONPATH", "TMPDIR"})
@@ -81,7 +83,8 @@ MAX_FRAME = 1 << 30
 KILL_GRACE_S = 2.0  # SIGTERM, then SIGKILL after this (R9)
 CONNECT_TIMEOUT_S = 10.0  # covers a zygote still importing its preload list
 POLL_S = 0.05  # how often a waiting client checks for cancellation
-SPARE_DELAY_S = 0.005  # fork the next spare just after a new session's start
+SPARES = 1  # children kept forked ahead by default
+SPARE_DELAY_S = 0.005  # refill a little after a session starts, not during it
 
 _HEADER = struct.Struct("!I")
 
@@ -203,11 +206,15 @@ def protect_process() -> bool:
     cannot read its /proc/<pid>/environ or memory. It also blocks debuggers and
     core dumps, so it is the worker's choice. Returns whether it worked.
     """
+    return _prctl(4, 0)  # PR_SET_DUMPABLE
+
+
+def _prctl(option: int, arg: int) -> bool:
     try:
         import ctypes
 
         libc = ctypes.CDLL(None, use_errno=True)
-        return bool(libc.prctl(4, 0, 0, 0, 0) == 0)  # 4 = PR_SET_DUMPABLE
+        return bool(libc.prctl(option, arg, 0, 0, 0) == 0)
     except (OSError, AttributeError):
         return False
 
@@ -220,7 +227,8 @@ class Zygote:
 
     ``handler`` is "module:function", imported by the zygote; the function
     takes a request dict and returns a reply dict ``{ok, result | error}``.
-    ``warmup`` is a request each spare child runs once, unseen, while idle.
+    ``warmup`` is a request each spare child runs once, unseen, while idle;
+    ``spares`` is how many children are kept forked ahead.
     ``rlimits`` maps resource names to soft=hard limits applied to children,
     e.g. ``{"AS": 2 << 30}`` for RLIMIT_AS.
     """
@@ -235,8 +243,10 @@ class Zygote:
         env_allow: Iterable[str] = (),
         rlimits: Mapping[str, int] | None = None,
         warmup: Mapping[str, Any] | None = None,
+        spares: int = SPARES,
     ) -> None:
         self.handler = handler
+        self.spares = max(1, spares)
         self.warmup = dict(warmup) if warmup is not None else None
         self.preload = [*BASE_PRELOAD, *preload]
         self.python = python or sys.executable
@@ -254,6 +264,10 @@ class Zygote:
         self._dir = ""
         self._owner = 0
         self._atexit = False
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None else None
 
     @property
     def running(self) -> bool:
@@ -274,7 +288,7 @@ class Zygote:
             self._spawn()
 
     def stop(self) -> None:
-        """Stop the zygote. Children with open sessions finish on their own."""
+        """Stop the zygote and its children, those serving sessions included."""
         with self._lock:
             if self._proc is not None and self._owner == os.getpid():
                 self._cleanup()
@@ -331,6 +345,7 @@ class Zygote:
             "sys_path": self.sys_path,
             "rlimits": self.rlimits,
             "warmup": self.warmup,
+            "spares": self.spares,
             "dir": self._dir,
             "fds": fds,
         }
@@ -515,7 +530,10 @@ def _describe(code: int | None) -> str:
         return "its exit status is unknown"
     if code >= 0:
         return f"it exited with status {code}"
-    name = signal.Signals(-code).name if -code in signal.valid_signals() else -code
+    try:
+        name = signal.Signals(-code).name
+    except ValueError:  # a real-time signal has no name
+        name = str(-code)
     hint = " (out of memory?)" if code == -signal.SIGKILL else ""
     return f"it was killed by signal {name}{hint}"
 
@@ -549,8 +567,10 @@ def zygote_main(config: dict[str, Any]) -> None:
     """Entry point of the zygote process (see ``Zygote._spawn``)."""
     try:
         _ZygoteServer(config).serve()
+    except BaseException:  # say why on the worker's stderr, then go
+        traceback.print_exc()
     finally:
-        os._exit(0)
+        os._exit(1)  # serve() only returns by exiting; this is a failure
 
 
 class _ZygoteServer:
@@ -561,13 +581,17 @@ class _ZygoteServer:
         self.death_fd = death_fd
         self.dir: str = config["dir"]
         self.rlimits: dict[str, int] = config["rlimits"]
+        self.warmup: dict[str, Any] | None = config["warmup"]
         self.handler = _preload(config["preload"], config["handler"])
         self.statuses: OrderedDict[int, int] = OrderedDict()
-        self.warmup: dict[str, Any] | None = config["warmup"]
-        self.spare: tuple[int, socket.socket] | None = None
+        # Our ends of the spares' channels, by file descriptor.
+        self.spares: dict[int, socket.socket] = {}
+        self.pool: int = config["spares"]
         self.spare_due = 0.0
+        self.watching = False  # whether the session socket is in the selector
         self.selector = selectors.DefaultSelector()
         self.wake_r, self.wake_w = os.pipe()
+        self.pid = os.getpid()
 
     def serve(self) -> None:
         # SIGCHLD wakes the loop through a pipe, so children are reaped at
@@ -576,57 +600,59 @@ class _ZygoteServer:
             os.set_blocking(fd, False)
         signal.set_wakeup_fd(self.wake_w)
         signal.signal(signal.SIGCHLD, lambda *_: None)
-        self.selector.register(self.session, selectors.EVENT_READ, self.on_session)
         self.selector.register(self.control, selectors.EVENT_READ, self.on_control)
         self.selector.register(self.death_fd, selectors.EVENT_READ, self.on_death)
         self.selector.register(self.wake_r, selectors.EVENT_READ, self.on_wake)
+        self.watch_session(True)
         while True:
             for key, _ in self.selector.select(self.idle_timeout()):
-                key.data()
-            if self.spare is None and time.monotonic() >= self.spare_due:
-                self.spare = self.fork_spare()
+                key.data(key.fileobj)
+            if len(self.spares) < self.pool and time.monotonic() >= self.spare_due:
+                self.fork_spare()
 
     def idle_timeout(self) -> float | None:
         # A fork takes a millisecond or two of CPU; done while the session just
-        # handed off is starting, it would slow that session on a small box.
-        if self.spare is not None:
+        # taken is starting, it would slow that session on a small machine.
+        if len(self.spares) >= self.pool:
             return None
         return max(0.0, self.spare_due - time.monotonic())
 
-    def on_death(self) -> None:
+    def watch_session(self, on: bool) -> None:
+        # Watched only while there is no spare to accept: a waiting client
+        # then means a spare is needed now.
+        if on and not self.watching:
+            self.selector.register(self.session, selectors.EVENT_READ, self.on_waiting)
+        elif not on and self.watching:
+            self.selector.unregister(self.session)
+        self.watching = on
+
+    def on_waiting(self, _: Any) -> None:
+        self.spare_due = 0.0
+
+    def on_spare(self, channel: socket.socket) -> None:
+        """A spare took a connection (a byte) or died unused (EOF)."""
+        try:
+            taken = channel.recv(1)
+        except OSError:
+            taken = b""
+        self.selector.unregister(channel)
+        del self.spares[channel.fileno()]
+        channel.close()
+        # A spare should not die unused: back off rather than fork in a loop.
+        self.spare_due = time.monotonic() + (SPARE_DELAY_S if taken else 1.0)
+        self.watch_session(not self.spares)
+
+    def on_death(self, _: Any) -> None:
         # The worker closed its end of the pipe, or died: nothing more to serve.
         os._exit(0)
 
-    def on_wake(self) -> None:
-        try:
+    def on_wake(self, _: Any) -> None:
+        with contextlib.suppress(BlockingIOError):
             while os.read(self.wake_r, 512):
                 pass
-        except BlockingIOError:
-            pass
         self.reap()
 
-    def on_session(self) -> None:
-        try:
-            conn, _ = self.session.accept()
-        except OSError:
-            return
-        with conn:
-            for _attempt in range(2):
-                if self.hand_off(conn):
-                    break
-        self.spare_due = time.monotonic() + SPARE_DELAY_S
-
-    def hand_off(self, conn: socket.socket) -> bool:
-        spare, self.spare = self.spare or self.fork_spare(), None
-        _pid, channel = spare
-        with channel:
-            try:
-                socket.send_fds(channel, [b"s"], [conn.fileno()])
-            except OSError:
-                return False  # that spare died; the caller forks another
-        return True
-
-    def on_control(self) -> None:
+    def on_control(self, _: Any) -> None:
         try:
             conn, _ = self.control.accept()
         except OSError:
@@ -652,40 +678,42 @@ class _ZygoteServer:
             while len(self.statuses) > 1024:
                 self.statuses.popitem(last=False)
             shutil.rmtree(os.path.join(self.dir, f"w{pid}"), ignore_errors=True)
-            if self.spare is not None and self.spare[0] == pid:
-                # A spare should not die unused: back off, don't fork in a loop.
-                self.spare[1].close()
-                self.spare = None
-                self.spare_due = time.monotonic() + 1.0
 
-    def fork_spare(self) -> tuple[int, socket.socket]:
+    def fork_spare(self) -> None:
         channel, child_end = socket.socketpair()
+        # Frozen objects are skipped by the collector, so children do not
+        # dirty (and copy) the pages of everything the zygote imported.
         gc.freeze()
-        pid = os.fork()
-        if pid == 0:
+        if os.fork() == 0:
             code = 1
             try:
                 channel.close()
                 self.become_child()
-                _await_session(child_end, self.handler, self.warmup)
+                _await_session(self.session, child_end, self.handler, self.warmup)
                 code = 0
             finally:
                 os._exit(code)  # never unwind into the zygote's loop
         child_end.close()
-        return pid, channel
+        self.spares[channel.fileno()] = channel
+        self.selector.register(channel, selectors.EVENT_READ, self.on_spare)
+        self.watch_session(False)
 
     def become_child(self) -> None:
         """Drop the zygote's duties and set up a clean child."""
         signal.set_wakeup_fd(-1)
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         self.selector.close()
-        for sock in (self.session, self.control):
-            sock.close()
+        self.control.close()
+        for other in self.spares.values():
+            other.close()
         for fd in (self.death_fd, self.wake_r, self.wake_w):
             os.close(fd)
-        if self.spare is not None:
-            self.spare[1].close()
         os.setsid()
+        # If the zygote goes (the worker stopped or died), so do its children,
+        # even one stuck in a loop whose client will never read the reply.
+        _prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        if os.getppid() != self.pid:
+            os._exit(0)  # it went before the line above took effect
         workdir = os.path.join(self.dir, f"w{os.getpid()}")
         os.mkdir(workdir, 0o700)
         os.chdir(workdir)
@@ -708,25 +736,55 @@ def _preload(modules: list[str], handler: str) -> Callable[[dict[str, Any]], Any
 
 
 def _await_session(
+    listener: socket.socket,
     channel: socket.socket,
     handler: Callable[..., Any],
     warmup: dict[str, Any] | None,
 ) -> None:
-    """The spare's life: warm up, wait for a connection, serve it, exit."""
+    """The spare's life: warm up, accept one connection, serve it, exit."""
     out, err = _Tail(OUTPUT_CAP), _Tail(OUTPUT_CAP)
     sys.stdout, sys.stderr = out, err
-    if warmup is not None:
-        # A dry run while idle: the copy-on-write page faults of the first
-        # request (refcounts touch shared pages) happen here, not on its clock.
-        encode_frame(_checked(_call(handler, warmup)))
+    listener.setblocking(False)
+    if warmup is not None and not _ready([listener], 0):
+        # A dry run while idle: the copy-on-write page faults of a first
+        # request (refcounts touch shared pages) happen here, off its clock.
+        _encode_reply(_call(handler, warmup))
         out.take(), err.take()
-    _, fds, _, _ = socket.recv_fds(channel, 1, 1)
+    conn = _accept(listener, channel)
+    if conn is None:
+        return
+    with contextlib.suppress(OSError):
+        channel.send(b"t")  # the zygote forks a replacement
     channel.close()
-    if not fds:
-        return  # the zygote went away before handing us anything
-    with socket.socket(fileno=fds[0]) as conn:
-        conn.settimeout(None)
+    with conn:
+        conn.setblocking(True)
         _serve_session(conn, handler, out, err)
+
+
+def _accept(listener: socket.socket, channel: socket.socket) -> socket.socket | None:
+    """The next connection, or None once the zygote is gone (channel EOF).
+
+    Accepting here rather than in the zygote saves a process hop per session.
+    """
+    while True:
+        ready = _ready([listener, channel], None)
+        if channel.fileno() in ready:
+            return None  # the zygote never writes to us: this is EOF
+        try:
+            conn, _ = listener.accept()
+        except BlockingIOError:
+            continue  # that client gave up before we got to it
+        listener.close()
+        return conn
+
+
+def _ready(socks: list[socket.socket], timeout: float | None) -> set[int]:
+    # poll, not select: inherited descriptor numbers may exceed FD_SETSIZE.
+    poller = select.poll()
+    for sock in socks:
+        poller.register(sock, select.POLLIN)
+    millis = None if timeout is None else int(timeout * 1000)
+    return {fd for fd, _ in poller.poll(millis)}
 
 
 def _serve_session(
@@ -740,7 +798,7 @@ def _serve_session(
             return
         reply = _call(handler, request)
         reply["stdout"], reply["stderr"] = out.take(), err.take()
-        send_frame(conn, _checked(reply))
+        conn.sendall(_encode_reply(reply))
 
 
 def _call(handler: Callable[..., Any], request: Any) -> dict[str, Any]:
@@ -751,15 +809,15 @@ def _call(handler: Callable[..., Any], request: Any) -> dict[str, Any]:
     return reply if isinstance(reply, dict) else failure("exception", "bad reply")
 
 
-def _checked(reply: dict[str, Any]) -> dict[str, Any]:
-    """The reply itself, or an error reply if its result cannot be JSON."""
+def _encode_reply(reply: dict[str, Any]) -> bytes:
+    """The reply as a frame, or an error frame if its result cannot be JSON."""
     try:
-        json.dumps(reply, default=to_jsonable)
-    except (TypeError, ValueError) as exc:
+        return encode_frame(reply)
+    except (TypeError, ValueError) as exc:  # a cycle, a key that is a tuple...
         message = f"TypeError: the task result is not JSON-serialisable: {exc}"
         error = {"exception": "TypeError", "message": message, "traceback": ""}
-        return {"ok": False, "error": error, "stdout": "", "stderr": ""}
-    return reply
+        output = {k: reply.get(k, "") for k in ("stdout", "stderr")}
+        return encode_frame({"ok": False, "error": error, **output})
 
 
 class _Tail(io.TextIOBase):

@@ -371,6 +371,53 @@ def test_sessions_in_several_threads_run_concurrently(make_ctx: MakeCtx) -> None
     assert len(pids) == 4  # one child per session
 
 
+def test_output_is_capped_to_its_tail(make_ctx: MakeCtx) -> None:
+    lines: list[str] = []
+    ctx = make_ctx(log=lines.append)
+
+    run(ctx, "print('a' * 1_500_000 + 'END')")
+
+    assert len(lines) == 1
+    assert lines[0].startswith("[stdout] [... 500004 characters dropped]")
+    assert lines[0].endswith("aEND")
+
+
+def test_stopping_the_zygote_ends_its_children() -> None:
+    zyg = Zygote(python.HANDLER)
+    session = zyg.session()
+    session.run({"code": "result = 1"}, 10)
+    assert zyg.pid is not None
+    children = _children(zyg.pid)
+    assert session.pid in children
+    assert len(children) == 2  # the session's child and a spare
+
+    zyg.stop()
+
+    deadline = time.monotonic() + 2.0
+    while any(_alive(pid) for pid in children) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert not any(_alive(pid) for pid in children)
+    session.close()
+
+
+def _children(pid: int) -> list[int]:
+    deadline = time.monotonic() + 2.0
+    while True:  # the spare is forked a few milliseconds after a session starts
+        with open(f"/proc/{pid}/task/{pid}/children") as fh:
+            found = [int(p) for p in fh.read().split()]
+        if len(found) >= 2 or time.monotonic() > deadline:
+            return found
+        time.sleep(0.01)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().split(") ")[1][0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
 def test_the_default_zygote_serves_a_bare_context() -> None:
     ctx = ToolContext()
 

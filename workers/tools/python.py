@@ -91,8 +91,10 @@ def load_code(config: dict[str, Any]) -> str:
     code = _script_code(config.get("script"))
     if code is None and config.get("code_b64"):
         try:
-            code = base64.b64decode(config["code_b64"], validate=True).decode()
-        except (binascii.Error, UnicodeDecodeError, TypeError) as exc:
+            # YAML block scalars wrap long base64 text over several lines.
+            text = "".join(str(config["code_b64"]).split())
+            code = base64.b64decode(text, validate=True).decode()
+        except (binascii.Error, UnicodeDecodeError) as exc:
             raise ConfigError(f"code_b64 is not valid base64 UTF-8: {exc}") from None
     if code is None:
         code = config.get("code")
@@ -114,6 +116,8 @@ def _script_code(script: Any) -> str | None:
         return source.get("code")
     if kind == "file":
         path = source.get("path") or script.get("uri")
+        if not path:
+            raise ConfigError("script.source.path is required for a file source")
         try:
             with open(str(path), encoding="utf-8") as fh:
                 return fh.read()
