@@ -1,0 +1,121 @@
+"""The ``noetl`` command as a user meets it: real subprocesses, fresh homes."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+PLAYBOOKS = REPO / "tests" / "playbooks"
+KEY = "q2k0nGfbC5Fh0rkQq2m9sY0Dbd4Qc8l3a5oQGxY1rj4="
+
+
+def noetl(home: Path, *args: str, timeout: float = 90) -> subprocess.CompletedProcess:
+    env = {**os.environ, "NOETL_HOME": str(home), "NOETL_ENCRYPTION_KEY": KEY}
+    return subprocess.run([sys.executable, "-m", "noetl_site.cli", *args], env=env,
+                          cwd=home.parent, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Path:
+    return tmp_path / "home"
+
+
+def test_it_runs_the_example_and_prints_the_json_document(home: Path) -> None:
+    done = noetl(home, "run", str(REPO / "examples" / "city_temperatures.yaml"), "--json")
+    assert done.returncode == 0, done.stderr
+    doc = json.loads(done.stdout)
+    assert set(doc) >= {"execution_id", "status", "result", "error", "steps"}
+    assert doc["status"] == "completed"
+    assert doc["steps"]["convert"]["runs"] == 1
+    assert len(doc["steps"]["convert"]["result"]["results"]) == 6
+    assert doc["steps"]["summarise"]["result"]["rows"][0]["cities"] == 6
+    assert doc["result"]["verdict"] == "cool"
+    assert "warm_report" not in doc["steps"]
+
+
+def test_it_shows_progress_and_routes_by_payload(home: Path) -> None:
+    done = noetl(home, "run", str(REPO / "examples" / "city_temperatures.yaml"),
+                 "--set", "threshold_c=10")
+    assert done.returncode == 0, done.stderr
+    assert "▶ convert[0]" in done.stderr and "✓ summarise" in done.stderr
+    assert "'verdict': 'warm'" in done.stdout or '"verdict": "warm"' in done.stdout
+
+
+def test_it_keeps_history_between_invocations(home: Path) -> None:
+    first = noetl(home, "run", str(PLAYBOOKS / "errors_python.yaml"), "--json")
+    execution_id = json.loads(first.stdout)["execution_id"]
+    runs = noetl(home, "runs")
+    assert execution_id in runs.stdout and "failed" in runs.stdout
+    shown = noetl(home, "show", execution_id, "--json")
+    kinds = [e["kind"] for e in json.loads(shown.stdout)["events"]]
+    assert kinds[0] == "execution.started" and kinds[-1] == "workflow.failed"
+
+
+def test_it_rejects_an_invalid_playbook_and_writes_nothing(home: Path) -> None:
+    broken = REPO.parent / "shared" / "conformance" / "playbooks" / "broken_playbooks"
+    done = noetl(home, "run", str(broken / "should_error_tool_is_required.yaml"))
+    assert done.returncode == 2
+    assert "workflow[2]" in done.stderr and "line 39" in done.stderr
+    assert "'tool' is required" in done.stderr
+    assert not home.exists()
+
+
+def test_it_reports_yaml_syntax_errors_with_a_line(home: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("apiVersion: noetl.io/v2\nkind: Playbook\nworkflow: [\n  - step: a\n")
+    done = noetl(home, "register", str(bad))
+    assert done.returncode == 2
+    assert "line" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("playbook", "message"),
+    [
+        ("errors_template.yaml", "cannot render template '{{ 1 / 0 }}'"),
+        ("errors_credential.yaml", "credential 'no_such_credential' does not exist"),
+        ("errors_http.yaml", "connection refused"),
+        ("errors_python.yaml", "ValueError: bad value from user code"),
+        ("errors_timeout.yaml", "exceeded its timeout of 1s"),
+        ("errors_unsupported.yaml", "tool kind 'snowflake' is not supported"),
+        ("errors_sql.yaml", "statement 2"),
+    ],
+)
+def test_it_fails_runs_with_a_clear_message(home: Path, playbook: str, message: str) -> None:
+    done = noetl(home, "run", str(PLAYBOOKS / playbook), "--json")
+    assert done.returncode == 1, done.stderr
+    doc = json.loads(done.stdout)
+    assert doc["status"] == "failed"
+    assert message in doc["error"]["message"]
+    assert "Traceback" not in done.stderr
+
+
+def test_it_never_shows_or_stores_credential_secrets(home: Path) -> None:
+    secret = "s3cr3t-Passw0rd-xyz"
+    data = json.dumps({"host": "127.0.0.1", "port": 5432, "user": "nobody_here",
+                       "password": secret, "database": "test"})
+    added = noetl(home, "credential", "add", "pg_secret", "--type", "postgres",
+                  "--data", data)
+    assert added.returncode == 0, added.stderr
+    listed = noetl(home, "credential", "list")
+    assert "pg_secret" in listed.stdout and secret not in listed.stdout
+    playbook = home.parent / "leak.yaml"
+    playbook.write_text(
+        "apiVersion: noetl.io/v2\nkind: Playbook\n"
+        "metadata: {name: leak, path: tests/leak}\n"
+        "workflow:\n"
+        "  - step: start\n"
+        "    tool: {kind: postgres, auth: pg_secret, command: SELECT 1}\n")
+    run = noetl(home, "run", str(playbook), "--json")
+    assert run.returncode == 1
+    assert secret not in run.stdout + run.stderr
+    for path in home.rglob("*"):
+        if path.is_file():
+            assert secret.encode() not in path.read_bytes(), path
