@@ -12,11 +12,14 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 PLAYBOOKS = REPO / "tests" / "playbooks"
+SUITE_ONLY = ("DJANGO_SETTINGS_MODULE", "DATABASE_URL", "NATS_URL")
 KEY = "q2k0nGfbC5Fh0rkQq2m9sY0Dbd4Qc8l3a5oQGxY1rj4="
 
 
 def noetl(home: Path, *args: str, timeout: float = 90) -> subprocess.CompletedProcess:
-    env = {**os.environ, "NOETL_HOME": str(home), "NOETL_ENCRYPTION_KEY": KEY}
+    # The CLI runs embedded with its own settings, not the suite's.
+    env = {k: v for k, v in os.environ.items() if k not in SUITE_ONLY}
+    env.update(NOETL_HOME=str(home), NOETL_ENCRYPTION_KEY=KEY)
     return subprocess.run([sys.executable, "-m", "noetl_site.cli", *args], env=env,
                           cwd=home.parent, capture_output=True, text=True,
                           timeout=timeout)

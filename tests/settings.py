@@ -1,0 +1,20 @@
+"""Settings for the test suite: the project's settings, with Django's test
+database on the real local PostgreSQL (tests that touch the database use
+the real server, never SQLite stand-ins or mocks).
+
+Subprocesses the tests start (``noetl ...``, ``manage.py runworker``) are
+given their own environment and do not read this module."""
+
+import os
+
+os.environ.setdefault(
+    "DATABASE_URL",
+    os.environ.get("NOETL_TEST_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres"),
+)
+
+from noetl_site.settings import *  # noqa: E402,F403
+from noetl_site.settings import DATABASES  # noqa: E402
+
+DATABASES["default"]["CONN_MAX_AGE"] = 0
+DATABASES["default"]["TEST"] = {"NAME": "test_noetl"}
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
