@@ -115,18 +115,11 @@ class EmbeddedRuntime:
 
     def _call(self, fn: Callable[..., Any], args: tuple, kwargs: dict) -> Any:
         result = fn(*args, **kwargs)
-        self._apply_inbox()
+        service.settle()
         return result
 
-    def _apply_inbox(self) -> None:
-        targets = service.drain_inbox_targets()
-        while targets:
-            for execution_id in targets:
-                service.process_inbox(execution_id)
-            targets = service.drain_inbox_targets()
-
     def _on_commit(self, execution_id: str, events: list[dict[str, Any]],
-                   status: str, dispatched: int) -> None:
+                   status: str, dispatched: list[str]) -> None:
         if dispatched:
             self.doorbell.ring()
         for listener in self.listeners:
@@ -148,9 +141,7 @@ class EmbeddedRuntime:
 
     def _duty_round(self) -> None:
         close_old_connections()
-        for execution_id in service.pending_inbox():
-            service.process_inbox(execution_id)
-        if service.expire_leases():
+        if service.duty_round():
             self.doorbell.ring()
 
     # -- runs ---------------------------------------------------------------

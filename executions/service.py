@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import threading
 import uuid
 from datetime import timedelta
 from typing import Any
@@ -38,7 +39,12 @@ from executions.models import (
 )
 
 log = logging.getLogger("noetl.executions.service")
-LEASE_TTL_S = 30.0
+
+
+def lease_ttl_s() -> float:
+    from django.conf import settings
+
+    return settings.NOETL_LEASE_TTL_S
 TERMINAL_EVENTS = {"workflow.completed", "workflow.failed", "execution.cancelled"}
 
 
@@ -71,13 +77,13 @@ class DbBlobStore:
 _values = Values(DbBlobStore())
 
 # Called after each commit that appended events: (execution_id, events,
-# status, number of commands dispatched). Embedded mode rings its doorbell
+# status, ids of the commands dispatched). Embedded mode rings its doorbell
 # and prints progress; distributed mode publishes NATS pointers.
 listeners: list[Any] = []
 
 
 def _announce(execution_id: str, events: list[dict[str, Any]], status: str,
-              dispatched: int) -> None:
+              dispatched: list[str]) -> None:
     for listener in list(listeners):
         listener(execution_id, events, status, dispatched)
 
@@ -175,7 +181,7 @@ def _persist(execution: Execution, engine: Engine, decision: Decision,
         ).update(state=CommandState.CANCELLED, cancel_requested=True)
         _notify_parent(execution)
         for child in Execution.objects.filter(parent=execution, status=Status.RUNNING):
-            _inbox_targets.append(child.id)
+            _target(child.id)
             Inbox.objects.create(execution=child, kind="cancel",
                                  payload={"reason": f"parent run {terminal['payload']['status']}"})
     execution.save(update_fields=fields)
@@ -184,9 +190,11 @@ def _persist(execution: Execution, engine: Engine, decision: Decision,
         dispatched += _start_child(execution, child)
     first = execution.next_seq - len(decision.events)
     numbered = [{**ev, "seq": first + i} for i, ev in enumerate(decision.events)]
-    count = len(dispatched)
+    # A requeued command is dispatched again, under its next delivery.
+    announced = dispatched + [ev["command_id"] for ev in decision.events
+                              if ev["kind"] == "command.requeued"]
     transaction.on_commit(
-        lambda: _announce(execution.id, numbered, execution.status, count))
+        lambda: _announce(execution.id, numbered, execution.status, announced))
     return dispatched
 
 
@@ -260,20 +268,41 @@ def _project_step_runs(execution: Execution, events: list[dict[str, Any]]) -> No
         run.save()
 
 
-# Runs with new inbox rows, for the caller to process after commit.
-_inbox_targets: list[str] = []
+class _Pending(threading.local):
+    """Runs given new inbox rows by this thread, to settle after commit."""
+
+    def __init__(self) -> None:
+        self.targets: list[str] = []
+
+
+_pending = _Pending()
+
+
+def _target(execution_id: str) -> None:
+    _pending.targets.append(execution_id)
 
 
 def drain_inbox_targets() -> list[str]:
-    targets = list(dict.fromkeys(_inbox_targets))
-    _inbox_targets.clear()
+    targets = list(dict.fromkeys(_pending.targets))
+    _pending.targets.clear()
     return targets
+
+
+def settle() -> None:
+    """Apply the inbox rows this thread's last transactions created (a child
+    that ended resumes its parent; a cancelled parent cancels its children).
+    Every caller of the writing functions calls this after them."""
+    targets = drain_inbox_targets()
+    while targets:
+        for execution_id in targets:
+            process_inbox(execution_id)
+        targets = drain_inbox_targets()
 
 
 def _notify_parent(execution: Execution) -> None:
     if not execution.parent_id or not execution.parent_command:
         return
-    _inbox_targets.append(execution.parent_id)
+    _target(execution.parent_id)
     Inbox.objects.create(execution_id=execution.parent_id, kind="child_done", payload={
         "command_id": execution.parent_command,
         "child": {"execution_id": execution.id, "status": execution.status,
@@ -293,7 +322,7 @@ def _start_child(parent: Execution, spec: dict[str, Any]) -> list[str]:
         )
     except catalog.PlaybookNotFound as exc:
         if spec.get("parent_command"):
-            _inbox_targets.append(parent.id)
+            _target(parent.id)
             Inbox.objects.create(execution=parent, kind="child_done", payload={
                 "command_id": spec["parent_command"],
                 "child": {"execution_id": spec["execution_id"], "status": "failed",
@@ -341,17 +370,29 @@ def _lock(execution_id: str) -> Execution:
 
 def claim(worker_id: str, *, pool: str = "default", limit: int = 1,
           command_ids: list[str] | None = None, claim_id: str = "",
-          ttl_s: float = LEASE_TTL_S) -> list[dict[str, Any]]:
-    """Grant leases on queued commands and return what their workers need."""
-    expiry = ExpressionWrapper(Now() + timedelta(seconds=ttl_s), output_field=DateTimeField())
+          ttl_s: float | None = None) -> list[dict[str, Any]]:
+    """Grant leases on queued commands and return what their workers need.
+
+    A repeated claim (same worker and ``claim_id``, say after a lost
+    response) returns the grant it made the first time. Only commands of
+    the worker's pool are granted, by id or next in line."""
+    expiry = ExpressionWrapper(Now() + timedelta(seconds=ttl_s or lease_ttl_s()),
+                               output_field=DateTimeField())
     granted = []
+    if claim_id:
+        granted = list(Command.objects.filter(
+            lease_owner=worker_id, claim_id=claim_id, state=CommandState.RUNNING
+        ).values_list("id", flat=True))
+        if granted:
+            commands = Command.objects.filter(id__in=granted).select_related("execution")
+            return [_task(command) for command in commands]
     with transaction.atomic():
         queryset = Command.objects.filter(state=CommandState.QUEUED).filter(
-            Q(not_before__isnull=True) | Q(not_before__lte=Now()))
+            Q(not_before__isnull=True) | Q(not_before__lte=Now())).filter(pool=pool)
         if command_ids is not None:
             queryset = queryset.filter(id__in=command_ids)
         else:
-            queryset = queryset.filter(pool=pool).order_by("created_at")
+            queryset = queryset.order_by("created_at")
         candidates = list(queryset.select_for_update(skip_locked=True)
                           .values_list("id", flat=True)[:limit])
         for command_id in candidates:
@@ -426,9 +467,10 @@ def _store_log(text: str, execution: Execution) -> dict[str, Any]:
 
 
 def heartbeat(worker_id: str, held: list[dict[str, Any]],
-              ttl_s: float = LEASE_TTL_S) -> dict[str, Any]:
+              ttl_s: float | None = None) -> dict[str, Any]:
     """Extend every lease a worker holds; tell it what was cancelled or lost."""
-    expiry = ExpressionWrapper(Now() + timedelta(seconds=ttl_s), output_field=DateTimeField())
+    expiry = ExpressionWrapper(Now() + timedelta(seconds=ttl_s or lease_ttl_s()),
+                               output_field=DateTimeField())
     pairs = {h["command_id"]: int(h["delivery"]) for h in held}
     rows = Command.objects.filter(id__in=list(pairs)).values(
         "id", "delivery", "state", "lease_owner", "cancel_requested")
@@ -457,15 +499,69 @@ def expire_leases(limit: int = 100) -> list[str]:
     for command_id, execution_id in expired:
         with transaction.atomic():
             execution = _lock(execution_id)
-            current = Command.objects.select_for_update().get(id=command_id)
-            if current.state != CommandState.RUNNING or current.lease_expires_at is None \
-                    or current.lease_expires_at >= timezone.now():
-                continue
+            current = Command.objects.select_for_update().filter(
+                id=command_id, state=CommandState.RUNNING, lease_expires_at__lt=Now()
+            ).first()
+            if current is None:
+                continue  # renewed, reported or expired by another copy meanwhile
             engine = _engine(execution)
             decision = engine.on_lost(command_id, f"lease of {current.lease_owner} expired")
             dispatched += _persist(execution, engine, decision)
             dispatched.append(command_id)
     return dispatched
+
+
+def duty_round(repair_after_s: float | None = None) -> list[str]:
+    """One pass of the time-driven duties (DESIGN-NOTES R13): apply inbox
+    rows, requeue commands whose lease expired and, with ``repair_after_s``,
+    pick queued commands nobody claimed for that long. Safe to run in several
+    processes at once. Returns the commands whose pointers to republish
+    (those the commits announced are published by the listeners)."""
+    for execution_id in pending_inbox():
+        process_inbox(execution_id)
+    expired = expire_leases()
+    settle()
+    if repair_after_s is None:
+        return expired
+    return expired + stale_queued(repair_after_s)
+
+
+def release(command_id: str, delivery: int, worker_id: str,
+            reason: str = "handed back by its worker") -> list[str]:
+    """A worker gives back a command it holds but will not finish (it is
+    shutting down). It runs again elsewhere at ``delivery + 1``."""
+    with transaction.atomic():
+        row = Command.objects.filter(id=command_id).values("execution_id").first()
+        if row is None:
+            raise Stale(f"unknown command {command_id}")
+        execution = _lock(row["execution_id"])
+        current = Command.objects.select_for_update().get(id=command_id)
+        if current.state != CommandState.RUNNING or current.delivery != delivery \
+                or current.lease_owner != worker_id:
+            raise Stale(f"command {command_id} delivery {delivery} is not held by {worker_id}")
+        if execution.status != Status.RUNNING:
+            raise Gone(f"execution {execution.id} is {execution.status}")
+        engine = _engine(execution)
+        decision = engine.on_lost(command_id, f"{reason} ({worker_id})")
+        return _persist(execution, engine, decision) + [command_id]
+
+
+def stale_queued(older_than_s: float, limit: int = 200) -> list[str]:
+    """Queued commands nobody claimed for a while: their pointer may be lost.
+    Bumps their publish generation (so JetStream's dedupe does not swallow
+    the new pointer) and returns them for republishing. Several scheduler
+    copies share this work through SKIP LOCKED."""
+    cutoff = ExpressionWrapper(Now() - timedelta(seconds=older_than_s),
+                               output_field=DateTimeField())
+    with transaction.atomic():
+        ids = list(Command.objects.filter(
+            state=CommandState.QUEUED, updated_at__lt=cutoff
+        ).filter(Q(not_before__isnull=True) | Q(not_before__lte=Now()))
+            .select_for_update(skip_locked=True).values_list("id", flat=True)[:limit])
+        if ids:
+            Command.objects.filter(id__in=ids).update(
+                publish_gen=F("publish_gen") + 1, updated_at=Now())
+    return ids
 
 
 def cancel(execution_id: str, reason: str = "cancelled by user", by: str = "") -> bool:

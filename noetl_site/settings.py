@@ -90,6 +90,19 @@ NOETL_TEMPLATE_ENV = env.list("NOETL_TEMPLATE_ENV", default=[])
 NOETL_TASK_TIMEOUT_S = env.float("NOETL_TASK_TIMEOUT_S", default=600.0)
 NOETL_WORKERS = env.int("NOETL_WORKERS", default=4)
 
+# The worker protocol's timers (DESIGN-NOTES R6, R7, R13). Tests shorten them.
+NOETL_LEASE_TTL_S = env.float("NOETL_LEASE_TTL_S", default=30.0)
+NOETL_HEARTBEAT_S = env.float("NOETL_HEARTBEAT_S", default=10.0)
+NOETL_IDLE_POLL_S = env.float("NOETL_IDLE_POLL_S", default=2.0)
+NOETL_DUTY_INTERVAL_S = env.float("NOETL_DUTY_INTERVAL_S", default=1.0)
+# A queued command nobody claimed for this long gets its pointer republished.
+NOETL_REPAIR_AFTER_S = env.float("NOETL_REPAIR_AFTER_S", default=10.0)
+# A shared enrollment token any pool accepts (development and tests); pools
+# created with ``manage.py createpool`` have their own.
+NOETL_ENROLLMENT_TOKEN = env.str("NOETL_ENROLLMENT_TOKEN", default="")
+# The control plane a worker (or `noetl --server`) talks to.
+NOETL_SERVER = env.str("NOETL_SERVER", default="")
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

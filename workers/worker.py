@@ -13,6 +13,7 @@ protocol: in-process calls in embedded mode, HTTP in distributed mode.
 
 from __future__ import annotations
 
+import collections
 import logging
 import threading
 import uuid
@@ -106,10 +107,13 @@ class Doorbell:
     def generation(self) -> int:
         return self._generation
 
-    def wait(self, seen: int, timeout: float) -> None:
+    def wait(self, seen: int, timeout: float) -> bool:
+        """Sleep until a ring after generation ``seen`` or the timeout; say
+        whether it rang."""
         with self._cond:
             if self._generation == seen:
                 self._cond.wait(timeout)
+            return self._generation != seen
 
 
 class Worker:
@@ -138,6 +142,11 @@ class Worker:
         self._held: dict[str, tuple[int, threading.Event]] = {}
         self._held_lock = threading.Lock()
         self._threads: list[threading.Thread] = []
+        # Tasks claimed for this worker by a pointer feeder, not started yet.
+        self._ready: collections.deque[dict[str, Any]] = collections.deque()
+        # With a feeder, a doorbell ring means "a task is ready", and idle
+        # slots claim the next command themselves only every idle_poll_s.
+        self.pointer_fed = False
 
     # Values' blob store, backed by the control plane.
     def put_blob(self, sha256: str, data: bytes) -> None:
@@ -169,18 +178,58 @@ class Worker:
     def busy(self) -> int:
         return len(self._held)
 
+    def free_slots(self) -> int:
+        return 0 if self.stopping.is_set() else self.concurrency - len(self._held)
+
+    def offer(self, tasks: list[dict[str, Any]]) -> None:
+        """Hand tasks claimed elsewhere (by the pointer feeder) to idle slots.
+        They are held, so heartbeats renew their leases, from now on."""
+        with self._held_lock:
+            for task in tasks:
+                self._held[task["command_id"]] = (task["delivery"], threading.Event())
+                self._ready.append(task)
+        if tasks:
+            self.doorbell.ring()
+
+    def held(self) -> list[dict[str, Any]]:
+        with self._held_lock:
+            return [{"command_id": cid, "delivery": delivery}
+                    for cid, (delivery, _) in self._held.items()]
+
     # -- slots --------------------------------------------------------------
 
     def _slot(self) -> None:
         task: dict[str, Any] | None = None
+        claim_next = True
         while not self.stopping.is_set():
             if task is None:
                 seen = self.doorbell.generation()
-                task = self._claim()
+                task = self._take_ready()
+                if task is None and (claim_next or not self.pointer_fed):
+                    task = self._claim()
                 if task is None:
-                    self.doorbell.wait(seen, self.idle_poll_s)
+                    claim_next = not self.doorbell.wait(seen, self.idle_poll_s)
                     continue
             task = self._run(task)
+        # Stopping: what was handed to this worker but never started goes back.
+        while (task := task or self._take_ready()) is not None:
+            self._hand_back(task)
+            task = None
+
+    def _take_ready(self) -> dict[str, Any] | None:
+        with self._held_lock:
+            return self._ready.popleft() if self._ready else None
+
+    def _hand_back(self, task: dict[str, Any]) -> None:
+        with self._held_lock:
+            self._held.pop(task["command_id"], None)
+        release = getattr(self.cp, "release", None)
+        if release is None:
+            return
+        try:
+            release(task["command_id"], task["delivery"])
+        except Exception as exc:  # its lease expires and it is requeued anyway
+            log.warning("could not hand back %s: %s", task["command_id"], exc)
 
     def _claim(self) -> dict[str, Any] | None:
         try:
@@ -192,8 +241,9 @@ class Worker:
         return tasks[0] if tasks else None
 
     def _run(self, task: dict[str, Any]) -> dict[str, Any] | None:
-        cancelled = threading.Event()
         with self._held_lock:
+            entry = self._held.get(task["command_id"])
+            cancelled = entry[1] if entry else threading.Event()
             self._held[task["command_id"]] = (task["delivery"], cancelled)
         secrets: set[str] = set()
 
@@ -273,11 +323,7 @@ class Worker:
             self.beat()
 
     def beat(self) -> None:
-        with self._held_lock:
-            held = [
-                {"command_id": cid, "delivery": delivery}
-                for cid, (delivery, _) in self._held.items()
-            ]
+        held = self.held()
         if not held:
             return
         try:
