@@ -38,7 +38,8 @@ class DevStack:
                  concurrency: int = 4, pg: str = "postgres://postgres@127.0.0.1:5432",
                  nats: str = "nats://127.0.0.1:4222", port: int | None = None,
                  home: Path | None = None, fresh: bool = False,
-                 env: dict[str, str] | None = None, log_dir: Path | None = None) -> None:
+                 env: dict[str, str] | None = None, log_dir: Path | None = None,
+                 web_env: dict[str, str] | None = None) -> None:
         self.database = database
         self.n_workers = workers
         self.concurrency = concurrency
@@ -68,18 +69,21 @@ class DevStack:
             "PYTHONUNBUFFERED": "1",
         })
         self.env.update(env or {})
+        self.web_env = web_env or {}
         self.web: subprocess.Popen | None = None
         self.scheduler: subprocess.Popen | None = None
         self.workers: list[subprocess.Popen] = []
+        self._started_workers = 0
         self._logs: list[Any] = []
 
     # -- processes ---------------------------------------------------------------
 
-    def _spawn(self, name: str, *args: str) -> subprocess.Popen:
+    def _spawn(self, name: str, *args: str, env: dict[str, str] | None = None
+               ) -> subprocess.Popen:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         log = open(self.log_dir / f"{name}.log", "ab")
         self._logs.append(log)
-        return subprocess.Popen(args, cwd=REPO, env=self.env, stdout=log,
+        return subprocess.Popen(args, cwd=REPO, env={**self.env, **(env or {})}, stdout=log,
                                 stderr=subprocess.STDOUT, start_new_session=True)
 
     def manage(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -108,7 +112,7 @@ class DevStack:
             "web", sys.executable, "-m", "gunicorn", "noetl_site.wsgi:application",
             "--bind", f"127.0.0.1:{self.port}", "--workers", "2",
             "--worker-class", "gthread", "--threads", "8", "--timeout", "120",
-            "--graceful-timeout", "10", "--no-control-socket")
+            "--graceful-timeout", "10", "--no-control-socket", env=self.web_env)
         self.wait_ready()
 
     def wait_ready(self, timeout: float = 30.0) -> None:
@@ -126,10 +130,12 @@ class DevStack:
         raise RuntimeError(f"the web process did not answer on {self.url} in {timeout}s")
 
     def start_worker(self) -> subprocess.Popen:
-        n = len(self.workers)
-        proc = self._spawn(f"worker-{n}", sys.executable, str(REPO / "manage.py"),
-                           "runworker", "--concurrency", str(self.concurrency),
-                           "--name", f"devstack-{n}")
+        """Start one more worker; its registration name is ``proc.name``."""
+        self._started_workers += 1
+        name = f"devstack-{self._started_workers}"
+        proc = self._spawn(name, sys.executable, str(REPO / "manage.py"), "runworker",
+                           "--concurrency", str(self.concurrency), "--name", name)
+        proc.name = name  # type: ignore[attr-defined]
         self.workers.append(proc)
         return proc
 

@@ -19,6 +19,7 @@ import contextlib
 import logging
 import os
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -82,6 +83,9 @@ class Publisher:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._nc: nats.NATS | None = None
         self._lock = threading.Lock()
+        # After a failure, publishing is skipped for a few seconds instead of
+        # making every request wait for a server that is down.
+        self._down_until = 0.0
 
     def _ensure_loop(self) -> asyncio.AbstractEventLoop:
         with self._lock:
@@ -110,6 +114,8 @@ class Publisher:
         failure is logged, not raised: the repair duty republishes."""
         if not pointers:
             return True
+        if time.monotonic() < self._down_until:
+            return False
         loop = self._ensure_loop()
         future = asyncio.run_coroutine_threadsafe(self._publish(pointers), loop)
         try:
@@ -117,6 +123,7 @@ class Publisher:
             return True
         except Exception as exc:
             future.cancel()
+            self._down_until = time.monotonic() + 5.0
             log.warning("could not publish %d pointer(s) (%s: %s); the repair duty "
                         "will republish them", len(pointers), type(exc).__name__, exc)
             return False
