@@ -7,13 +7,21 @@ from functools import lru_cache
 from typing import Any
 
 from django.db import transaction
-from django.db.models import Max
+from django.db.models import Max, OuterRef, Subquery
 
 from catalog.dsl import PlaybookError, parse_playbook
 from catalog.models import PlaybookVersion
 from executions.engine.graph import Graph, build_graph
 
-__all__ = ["PlaybookError", "PlaybookNotFound", "register", "resolve", "compiled"]
+__all__ = [
+    "PlaybookError",
+    "PlaybookNotFound",
+    "compiled",
+    "latest_versions",
+    "register",
+    "resolve",
+    "versions_of",
+]
 
 
 class PlaybookNotFound(Exception):
@@ -67,3 +75,23 @@ def compiled(version: PlaybookVersion | int, digest: str = "") -> tuple[dict[str
     if isinstance(version, PlaybookVersion):
         return _compiled(version.id, version.digest)
     return _compiled(version, digest)
+
+
+# -- reading the catalog --------------------------------------------------------
+
+
+def latest_versions(path_prefix: str = "", after: str = "",
+                    limit: int = 50) -> list[PlaybookVersion]:
+    """The newest version of each path, in path order (keyset on path)."""
+    newest = (PlaybookVersion.objects.filter(path=OuterRef("path"))
+              .order_by("-version").values("version")[:1])
+    rows = PlaybookVersion.objects.filter(version=Subquery(newest))
+    if path_prefix:
+        rows = rows.filter(path__startswith=path_prefix)
+    if after:
+        rows = rows.filter(path__gt=after)
+    return list(rows.order_by("path")[:limit])
+
+
+def versions_of(path: str) -> list[PlaybookVersion]:
+    return list(PlaybookVersion.objects.filter(path=path).order_by("-version"))

@@ -5,6 +5,7 @@
 transaction as the events that change them (see ``executions.service``).
 """
 
+from django.conf import settings
 from django.db import models
 
 
@@ -176,3 +177,63 @@ class Inbox(models.Model):
 
     def __str__(self) -> str:
         return f"{self.execution_id} {self.kind}"
+
+
+class IdempotencyKey(models.Model):
+    """An ``Idempotency-Key`` a caller sent when starting a run.
+
+    The same key from the same user returns the run it started the first
+    time, so a client may retry a start whose answer it never received.
+    ``request_digest`` tells a retry from a different request reusing a key.
+    """
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.CASCADE,
+        related_name="idempotency_keys",
+    )
+    key = models.CharField(max_length=200)
+    request_digest = models.CharField(max_length=64)
+    execution = models.ForeignKey(Execution, null=True, on_delete=models.CASCADE,
+                                  related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["user", "key"], name="idempotency_user_key",
+                condition=models.Q(user__isnull=False),
+            ),
+            # Anonymous callers (only when authentication is disabled) share one space.
+            models.UniqueConstraint(
+                fields=["key"], name="idempotency_anonymous_key",
+                condition=models.Q(user__isnull=True),
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.key} -> {self.execution_id}"
+
+
+class TransientVariable(models.Model):
+    """A named value attached to one run from outside it (API, operators).
+
+    Each write to a running execution is also recorded in its event log as
+    a ``variable.set`` event, so the history shows who changed what, when.
+    """
+
+    execution = models.ForeignKey(Execution, on_delete=models.CASCADE,
+                                  related_name="variables")
+    name = models.CharField(max_length=200)
+    value = models.JSONField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["execution", "name"],
+                                    name="transient_execution_name")
+        ]
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return f"{self.execution_id}:{self.name}"

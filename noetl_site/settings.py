@@ -5,6 +5,7 @@ With nothing configured NoETL runs embedded: a SQLite file under NOETL_HOME
 DATABASE_URL to a PostgreSQL URL and NATS_URL switches to distributed mode.
 """
 
+import warnings
 from pathlib import Path
 
 import environ
@@ -25,6 +26,10 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "accounts",
     "catalog",
     "executions",
     "credentials",
@@ -33,6 +38,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -81,6 +87,11 @@ TIME_ZONE = "UTC"
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
 STATICFILES_DIRS = [BASE_DIR / "static"]
+# Static files (the API docs page's vendored Swagger UI among them) are served
+# by the web process itself, straight from the apps without collectstatic.
+WHITENOISE_USE_FINDERS = True
+# Until collectstatic has run there is no STATIC_ROOT, and that is fine here.
+warnings.filterwarnings("ignore", message="No directory at", category=UserWarning)
 
 # Credentials are encrypted with this key (Fernet-style, base64 32 bytes).
 NOETL_ENCRYPTION_KEY = env.str("NOETL_ENCRYPTION_KEY", default="")
@@ -102,6 +113,32 @@ NOETL_REPAIR_AFTER_S = env.float("NOETL_REPAIR_AFTER_S", default=10.0)
 NOETL_ENROLLMENT_TOKEN = env.str("NOETL_ENROLLMENT_TOKEN", default="")
 # The control plane a worker (or `noetl --server`) talks to.
 NOETL_SERVER = env.str("NOETL_SERVER", default="")
+
+# The public REST API (/api/): a user's API token (Authorization: Bearer) or
+# a browser session. NOETL_AUTH_DISABLED=true lets anonymous callers use it
+# too, for a laptop only; the worker protocol keeps its own tokens either way.
+NOETL_AUTH_DISABLED = env.bool("NOETL_AUTH_DISABLED", default=False)
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "accounts.authentication.BearerTokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["noetl_site.api.IsAuthenticatedUnlessDisabled"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+}
+LOGIN_URL = "/api/auth/login/"
+LOGIN_REDIRECT_URL = "/api/docs/"
+SPECTACULAR_SETTINGS = {
+    "TITLE": "NoETL API",
+    "DESCRIPTION": "Playbooks, executions, credentials and runtime variables.",
+    "VERSION": "1",
+    "SERVE_PERMISSIONS": ["noetl_site.api.IsAuthenticatedUnlessDisabled"],
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+}
 
 LOGGING = {
     "version": 1,

@@ -1,7 +1,18 @@
 from django.contrib import admin
 from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from noetl_site import health
 
 urlpatterns = [
+    path("healthz", health.healthz, name="healthz"),
+    path("readyz", health.readyz, name="readyz"),
     path("api/worker/v1/", include("workers.api.urls")),
+    path("api/catalog/", include("catalog.api.urls")),
+    path("api/executions/", include("executions.api.urls")),
+    path("api/", include("credentials.api.urls")),
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
+    path("api/auth/", include("rest_framework.urls")),
     path("admin/", admin.site.urls),
 ]

@@ -1,0 +1,154 @@
+"""Reading runs for the API and the CLI: one run's document, pages of runs
+and of events, a run's descendants and the input it was started with.
+Nothing here writes."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from executions import service, templating
+from executions.models import Event, Execution
+
+
+def resolved(value: Any) -> Any:
+    """``value`` with every large-value reference inside it replaced by the value."""
+    value = service.values().resolve(value)
+    if isinstance(value, dict):
+        return {key: resolved(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [resolved(item) for item in value]
+    return value
+
+
+def run_detail(execution: Execution, *, full: bool = False) -> dict[str, Any]:
+    """One run as the API shows it, and what ``noetl run --json`` prints.
+
+    ``full`` adds each step's result (its variable in the run's state) and
+    resolves large values stored by reference; without it, results stay as
+    stored (a reference with a preview when large) and steps carry no result.
+    """
+    variables = (execution.state or {}).get("vars", {})
+    steps: dict[str, dict[str, Any]] = {}
+    for run in execution.step_runs.order_by("id"):
+        entry: dict[str, Any] = {
+            "status": run.status,
+            "runs": run.runs,
+            "started_at": run.started_at,
+            "ended_at": run.ended_at,
+            "iterations": run.iterations,
+            "failed_iterations": run.failed_iterations,
+            "error": run.error,
+        }
+        if full:
+            entry["result"] = resolved(variables.get(run.step))
+        steps[run.step] = entry
+
+    started = started_payload(execution)
+    trigger = dict(started.get("trigger") or {})
+    trigger.pop("input", None)
+    result = resolved(execution.result) if full else execution.result
+    return {
+        "id": execution.id,
+        "path": execution.path,
+        "version": execution.version,
+        "status": execution.status,
+        "parent": execution.parent_id,
+        "created_at": execution.created_at,
+        "ended_at": execution.ended_at,
+        "duration_ms": _duration_ms(execution.created_at, execution.ended_at),
+        "trigger": trigger,
+        "result": result,
+        "error": execution.error,
+        "steps": steps,
+    }
+
+
+def _duration_ms(start: datetime, end: datetime | None) -> float | None:
+    if end is None:
+        return None
+    return round((end - start).total_seconds() * 1000, 1)
+
+
+def runs_page(
+    *,
+    status: str = "",
+    path: str = "",
+    since: datetime | None = None,
+    parent: str = "",
+    before: str = "",
+    limit: int = 50,
+) -> list[Execution]:
+    """Newest runs first, keyset-paged on the id: ids are UUIDv7, so id order
+    is start order, and ``before`` is the last id of the previous page."""
+    rows = Execution.objects.order_by("-id")
+    if status:
+        rows = rows.filter(status=status)
+    if path:
+        rows = rows.filter(path=path)
+    if since is not None:
+        rows = rows.filter(created_at__gte=since)
+    if parent:
+        rows = rows.filter(parent_id=parent)
+    if before:
+        rows = rows.filter(id__lt=before)
+    return list(rows[:limit])
+
+
+def events_page(execution_id: str, after_seq: int = 0, limit: int = 200) -> list[Event]:
+    return list(
+        Event.objects.filter(execution_id=execution_id, seq__gt=after_seq).order_by(
+            "seq"
+        )[:limit]
+    )
+
+
+def started_payload(execution: Execution) -> dict[str, Any]:
+    """The payload of the run's ``execution.started`` event (its first)."""
+    payload = (
+        Event.objects.filter(execution=execution, kind="execution.started")
+        .order_by("seq")
+        .values_list("payload", flat=True)
+        .first()
+    )
+    return payload or {}
+
+
+def original_input(execution: Execution) -> dict[str, Any]:
+    """The payload the run was started with, to start it again.
+
+    Runs started through the API record it in their trigger. For others
+    (the embedded CLI) it is recovered from the started workload: the keys
+    whose value differs from the playbook's default. A templated default is
+    left out, since it was rendered at start and renders again on a re-run.
+    """
+    started = started_payload(execution)
+    trigger = started.get("trigger") or {}
+    if "input" in trigger:
+        return dict(resolved(trigger["input"]) or {})
+
+    defaults = (execution.playbook.parsed or {}).get("workload") or {}
+    payload = {}
+    for name, value in (started.get("workload") or {}).items():
+        value = resolved(value)
+        if name not in defaults:
+            payload[name] = value
+        elif (
+            not templating.referenced_names(defaults[name]) and value != defaults[name]
+        ):
+            payload[name] = value
+    return payload
+
+
+def descendants(execution_id: str) -> list[str]:
+    """Ids of the run's children, their children and so on, breadth first."""
+    found: list[str] = []
+    frontier = [execution_id]
+    while frontier:
+        frontier = list(
+            Execution.objects.filter(parent_id__in=frontier)
+            .order_by("id")
+            .values_list("id", flat=True)
+        )
+        found += frontier
+    return found
