@@ -2,13 +2,18 @@
 
 Embedded mode by default: data lives under ``./.noetl`` (or NOETL_HOME) in a
 SQLite file, and ``noetl run`` executes the playbook in this process with
-in-process workers. Exit codes: 0 completed, 1 failed or cancelled, 2 bad
-input (an invalid playbook, a malformed option), 3 not found.
+in-process workers. With ``--server URL`` (or NOETL_SERVER) the same
+commands work against a control plane's REST API instead, authenticated by
+``--token`` (or NOETL_TOKEN); see ``noetl_site.remote``. Exit codes: 0
+completed, 1 failed or cancelled, 2 bad input (an invalid playbook, a
+malformed option), 3 not found, 4 the server could not be reached or
+refused the call.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import json
 import os
@@ -17,7 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NOT_FOUND = 0, 1, 2, 3
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NOT_FOUND, EXIT_SERVER = 0, 1, 2, 3, 4
 
 
 class UsageError(Exception):
@@ -55,7 +60,7 @@ def _ensure_schema() -> None:
 # -- helpers --------------------------------------------------------------------
 
 
-def _payload(args: argparse.Namespace) -> dict[str, Any]:
+def payload_from_args(args: argparse.Namespace) -> dict[str, Any]:
     payload: dict[str, Any] = {}
     if getattr(args, "payload", None):
         text = args.payload
@@ -103,40 +108,35 @@ def _resolve_target(target: str) -> tuple[str, Any]:
     return target, None
 
 
-def _plain(value: Any) -> Any:
-    from executions import service
-
-    values = service.values()
-    value = values.resolve(value)
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    return value
+def run_document(detail: dict[str, Any]) -> dict[str, Any]:
+    """The ``run --json`` / ``show --json`` document, from a run's full detail
+    (``executions.queries.run_detail(..., full=True)``, which the server's
+    ``GET /api/executions/{id}/?detail=full`` also answers)."""
+    steps = {}
+    for name, step in detail["steps"].items():
+        entry: dict[str, Any] = {"status": step["status"], "runs": step["runs"],
+                                 "result": step.get("result")}
+        if step.get("error"):
+            entry["error"] = step["error"]
+        steps[name] = entry
+    return {
+        "execution_id": detail["id"],
+        "path": detail["path"],
+        "version": detail["version"],
+        "status": detail["status"],
+        "result": detail["result"],
+        "error": detail["error"],
+        "steps": steps,
+    }
 
 
 def summary(execution_id: str) -> dict[str, Any]:
-    """The ``run --json`` / ``show --json`` document of a run."""
+    """The ``run --json`` document of a run in the local database."""
+    from executions import queries
     from executions.models import Execution
 
     execution = Execution.objects.get(id=execution_id)
-    variables = (execution.state or {}).get("vars", {})
-    steps = {}
-    for run in execution.step_runs.order_by("id"):
-        entry: dict[str, Any] = {"status": run.status, "runs": run.runs,
-                                 "result": _plain(variables.get(run.step))}
-        if run.error:
-            entry["error"] = run.error
-        steps[run.step] = entry
-    return {
-        "execution_id": execution.id,
-        "path": execution.path,
-        "version": execution.version,
-        "status": execution.status,
-        "result": _plain(execution.result),
-        "error": execution.error,
-        "steps": steps,
-    }
+    return run_document(queries.run_detail(execution, full=True))
 
 
 class Progress:
@@ -220,7 +220,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     from executions.embedded import EmbeddedRuntime
 
-    payload = _payload(args)
+    payload = payload_from_args(args)
     path, version = _resolve_target(args.target)
     progress = None if args.json else Progress()
     runtime = EmbeddedRuntime(workers=args.workers or settings.NOETL_WORKERS,
@@ -251,11 +251,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(doc, indent=2, default=str))
     else:
-        _print_outcome(doc)
+        print_outcome(doc)
     return EXIT_OK if doc["status"] == "completed" else EXIT_FAILED
 
 
-def _print_outcome(doc: dict[str, Any]) -> None:
+def print_outcome(doc: dict[str, Any]) -> None:
     print(f"execution {doc['execution_id']}: {doc['status']}")
     if doc.get("error"):
         error = doc["error"]
@@ -288,10 +288,15 @@ def cmd_runs(args: argparse.Namespace) -> int:
     rows = Execution.objects.order_by("-created_at", "-id")
     if args.status:
         rows = rows.filter(status=args.status)
-    for row in rows[: args.limit]:
-        print(f"{row.id}\t{row.status}\t{row.path} v{row.version}\t"
-              f"{row.created_at:%Y-%m-%d %H:%M:%S}")
+    rows = rows.values("id", "status", "path", "version", "created_at")
+    print_runs(rows[: args.limit])
     return EXIT_OK
+
+
+def print_runs(rows: Any) -> None:
+    for row in rows:
+        print(f"{row['id']}\t{row['status']}\t{row['path']} v{row['version']}\t"
+              f"{row['created_at']:%Y-%m-%d %H:%M:%S}")
 
 
 def cmd_show(args: argparse.Namespace) -> int:
@@ -307,9 +312,15 @@ def cmd_show(args: argparse.Namespace) -> int:
          "status": e.status, "error": e.error}
         for e in execution.events.order_by("seq")
     ]
-    if args.json:
+    print_show(doc, events, as_json=args.json)
+    return EXIT_OK
+
+
+def print_show(doc: dict[str, Any], events: list[dict[str, Any]], *,
+               as_json: bool) -> None:
+    if as_json:
         print(json.dumps({**doc, "events": events}, indent=2, default=str))
-        return EXIT_OK
+        return
     print(f"execution {doc['execution_id']}  {doc['path']} v{doc['version']}  "
           f"{doc['status']}")
     for step, entry in doc["steps"].items():
@@ -320,7 +331,30 @@ def cmd_show(args: argparse.Namespace) -> int:
         print(f"  #{e['seq']:<4} {e['kind']:20} {e['step']}{err}")
     if doc.get("error"):
         print(f"error: {doc['error'].get('message', doc['error'])}")
+
+
+def cmd_cancel(args: argparse.Namespace) -> int:
+    from executions import control
+    from executions.models import Execution
+
+    if not Execution.objects.filter(id=args.execution_id).exists():
+        print(f"error: no execution {args.execution_id}", file=sys.stderr)
+        return EXIT_NOT_FOUND
+    try:
+        cancelled = control.cancel_tree(args.execution_id, user=None,
+                                        reason=args.reason or "cancelled from the CLI")
+    except control.Conflict as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    print_cancelled(cancelled)
     return EXIT_OK
+
+
+def print_cancelled(ids: list[str]) -> None:
+    root, *children = ids
+    print(f"cancelled {root}")
+    for child in children:
+        print(f"cancelled {child} (sub-playbook run)")
 
 
 def cmd_credential(args: argparse.Namespace) -> int:
@@ -352,11 +386,24 @@ def cmd_credential(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _server_options(parser: argparse.ArgumentParser, default: Any) -> None:
+    parser.add_argument("--server", metavar="URL", default=default,
+                        help="use this control plane's REST API ($NOETL_SERVER)")
+    parser.add_argument("--token", default=default,
+                        help="API token for --server (default $NOETL_TOKEN)")
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="noetl", description="Run NoETL playbooks.")
+    _server_options(top, None)
+    # The same options after the subcommand (`noetl run x.yaml --server URL`);
+    # SUPPRESS keeps an absent one from hiding the value given before it.
+    common = argparse.ArgumentParser(add_help=False)
+    _server_options(common, argparse.SUPPRESS)
     sub = top.add_subparsers(dest="command", required=True)
+    add = functools.partial(sub.add_parser, parents=[common])
 
-    run = sub.add_parser("run", help="run a playbook file or catalog path (embedded)")
+    run = add("run", help="run a playbook file or catalog path")
     run.add_argument("target", help="a playbook YAML file, or a registered catalog path")
     run.add_argument("--payload", help="JSON object (or @file) merged over the workload")
     run.add_argument("--set", action="append", metavar="KEY=VALUE",
@@ -366,26 +413,31 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--timeout", type=float, help="cancel the run after this many seconds")
     run.set_defaults(func=cmd_run)
 
-    register = sub.add_parser("register", help="validate and store playbooks")
+    register = add("register", help="validate and store playbooks")
     register.add_argument("files", nargs="+")
     register.set_defaults(func=cmd_register)
 
-    catalog = sub.add_parser("catalog", help="list registered playbooks")
+    catalog = add("catalog", help="list registered playbooks")
     catalog.add_argument("action", choices=["list"])
     catalog.add_argument("--prefix", help="only paths starting with this")
     catalog.set_defaults(func=cmd_catalog)
 
-    runs = sub.add_parser("runs", help="recent executions")
+    runs = add("runs", help="recent executions")
     runs.add_argument("--status", choices=["running", "completed", "failed", "cancelled"])
     runs.add_argument("--limit", type=int, default=20)
     runs.set_defaults(func=cmd_runs)
 
-    show = sub.add_parser("show", help="one execution: status, steps, events")
+    show = add("show", help="one execution: status, steps, events")
     show.add_argument("execution_id")
     show.add_argument("--json", action="store_true")
     show.set_defaults(func=cmd_show)
 
-    credential = sub.add_parser("credential", help="manage credentials")
+    cancel = add("cancel", help="cancel a running execution and its sub-playbook runs")
+    cancel.add_argument("execution_id")
+    cancel.add_argument("--reason", help="recorded with the cancellation")
+    cancel.set_defaults(func=cmd_cancel)
+
+    credential = add("credential", help="manage credentials")
     credential.add_argument("action", choices=["add", "list"])
     credential.add_argument("name", nargs="?")
     credential.add_argument("--type", help="e.g. postgres, http, bearer")
@@ -417,8 +469,14 @@ def _validate_files_first(args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    args.server = args.server or os.environ.get("NOETL_SERVER", "")
+    args.token = args.token or os.environ.get("NOETL_TOKEN", "")
     try:
         _validate_files_first(args)
+        if args.server:
+            from noetl_site import remote
+
+            return remote.main(args)
         setup_django()
         return args.func(args)
     except UsageError as exc:
@@ -431,4 +489,8 @@ def entry() -> None:
 
 
 if __name__ == "__main__":
-    entry()
+    # Run the imported module, not this __main__ copy, so `python -m` shares
+    # one set of classes with the modules that import noetl_site.cli.
+    from noetl_site.cli import entry as imported_entry
+
+    imported_entry()
