@@ -140,29 +140,45 @@ def summary(execution_id: str) -> dict[str, Any]:
 
 
 class Progress:
-    """Prints each step and loop iteration as it starts and ends."""
+    """Prints each step and loop iteration as it starts and ends.
+
+    Times come from the events' own ``ts`` when they carry one (events read
+    back from a server, which arrive in batches); otherwise from the clock
+    as each event is announced (embedded mode)."""
 
     def __init__(self, out: Any = sys.stderr) -> None:
         self.out = out
         self.started: dict[str, float] = {}
-        self.t0 = time.monotonic()
+        self.t0: float | None = None
+        self.now = 0.0
         self.roots: set[str] = set()
 
     def __call__(self, execution_id: str, events: list[dict[str, Any]]) -> None:
         for ev in events:
+            self.now = self._time(ev)
+            if self.t0 is None:
+                self.t0 = self.now
             line = self.describe(ev)
             if line:
-                stamp = f"{time.monotonic() - self.t0:7.3f}s"
+                stamp = f"{self.now - self.t0:7.3f}s"
                 child = "" if not self.roots or execution_id in self.roots else "  (child) "
                 print(f"{stamp} {child}{line}", file=self.out, flush=True)
 
+    @staticmethod
+    def _time(ev: dict[str, Any]) -> float:
+        if ev.get("ts"):
+            from datetime import datetime
+
+            return datetime.fromisoformat(ev["ts"]).timestamp()
+        return time.monotonic()
+
     def _elapsed(self, key: str) -> str:
         started = self.started.pop(key, None)
-        return "" if started is None else f" ({(time.monotonic() - started) * 1000:.1f} ms)"
+        return "" if started is None else f" ({(self.now - started) * 1000:.1f} ms)"
 
     def describe(self, ev: dict[str, Any]) -> str | None:
         kind, step, payload = ev["kind"], ev.get("step"), ev["payload"]
-        now = time.monotonic()
+        now = self.now
         if kind == "execution.started":
             pb = payload["playbook"]
             return f"run started: {pb['path']} v{pb['version']}"
