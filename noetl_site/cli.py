@@ -373,15 +373,8 @@ def print_cancelled(ids: list[str]) -> None:
         print(f"cancelled {child} (sub-playbook run)")
 
 
-def cmd_credential(args: argparse.Namespace) -> int:
-    from credentials.models import Credential
-    from credentials.store import save_credential
-
-    if args.action == "list":
-        for row in Credential.objects.order_by("name"):
-            print(f"{row.name}\t{row.type}\t{row.updated_at:%Y-%m-%d %H:%M}\t"
-                  f"{row.description}")
-        return EXIT_OK
+def credential_from_args(args: argparse.Namespace) -> dict[str, Any]:
+    """The secret fields of ``credential add``, from ``--data JSON_OR_@FILE``."""
     if not args.name or not args.type or not args.data:
         raise UsageError("credential add needs NAME --type TYPE --data JSON_OR_@FILE")
     text = args.data
@@ -394,6 +387,27 @@ def cmd_credential(args: argparse.Namespace) -> int:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise UsageError(f"--data is not valid JSON: {exc}") from None
+    if not isinstance(data, dict) or not data:
+        raise UsageError("--data must be a non-empty JSON object")
+    return data
+
+
+def print_credentials(rows: Any) -> None:
+    """One line per credential: name, type, last change, description."""
+    for row in rows:
+        print(f"{row['name']}\t{row['type']}\t{row['updated_at']:%Y-%m-%d %H:%M}\t"
+              f"{row['description']}")
+
+
+def cmd_credential(args: argparse.Namespace) -> int:
+    from credentials.models import Credential
+    from credentials.store import save_credential
+
+    if args.action == "list":
+        print_credentials(Credential.objects.order_by("name").values(
+            "name", "type", "updated_at", "description"))
+        return EXIT_OK
+    data = credential_from_args(args)
     try:
         save_credential(args.name, args.type, data, args.description or "")
     except ValueError as exc:

@@ -105,6 +105,19 @@ class Client:
             params["status"] = status
         return self.call("GET", "/api/executions/", params=params)["results"]
 
+    def save_credential(self, name: str, body: dict[str, Any]) -> dict[str, Any]:
+        """Create the credential, or replace its data when it exists."""
+        try:
+            return self.call("PUT", f"/api/credentials/{name}/", json=body)
+        except RemoteError as exc:
+            if exc.status != 404:
+                raise
+        return self.call("POST", "/api/credentials/", json={"name": name, **body})
+
+    def credentials(self) -> list[dict[str, Any]]:
+        body = self.call("GET", "/api/credentials/")
+        return body["results"] if isinstance(body, dict) else body
+
     def cancel(self, execution_id: str, reason: str) -> dict[str, Any]:
         return self.call(
             "POST", f"/api/executions/{execution_id}/cancel/", json={"reason": reason}
@@ -256,12 +269,27 @@ def cmd_cancel(args: argparse.Namespace, client: Client) -> int:
     return cli.EXIT_OK
 
 
+def cmd_credential(args: argparse.Namespace, client: Client) -> int:
+    if args.action == "list":
+        cli.print_credentials(
+            {**row, "updated_at": datetime.fromisoformat(row["updated_at"])}
+            for row in client.credentials()
+        )
+        return cli.EXIT_OK
+    data = cli.credential_from_args(args)
+    client.save_credential(args.name, {"type": args.type, "data": data,
+                                       "description": args.description or ""})
+    print(f"saved credential {args.name} ({args.type})")
+    return cli.EXIT_OK
+
+
 COMMANDS = {
     "run": cmd_run,
     "register": cmd_register,
     "runs": cmd_runs,
     "show": cmd_show,
     "cancel": cmd_cancel,
+    "credential": cmd_credential,
 }
 
 
