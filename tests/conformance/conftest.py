@@ -15,6 +15,7 @@ def _is_conformance(nodeid: str) -> bool:
 
 
 def _case_id(nodeid: str) -> str:
+    """``distributed-hello_world`` for ``test_case[distributed-hello_world]``."""
     name = nodeid.rsplit("::", 1)[-1]
     if "[" in name and name.endswith("]"):
         return name[name.index("[") + 1 : -1]

@@ -2,10 +2,16 @@
 
 The cases live in ``shared/conformance/expectations.yaml`` (format in the README
 next to it) and are read as they are. ``shared/`` sits next to the repository;
-set NOETL_SHARED_DIR to point elsewhere. Each case runs embedded, in a fresh
-NOETL_HOME, as ``python -m noetl_site.cli`` subprocesses. Cases that touch
-PostgreSQL use a scratch database (``noetl_conformance`` by default) on the local
-server (127.0.0.1:5432, user postgres).
+set NOETL_SHARED_DIR to point elsewhere. Each case runs twice, as
+``python -m noetl_site.cli`` subprocesses in a fresh NOETL_HOME:
+
+- embedded: the CLI alone, SQLite and in-process workers;
+- distributed: the same commands with ``NOETL_SERVER`` set, against one stack
+  per test session (gunicorn, two ``runworker`` processes and the scheduler
+  over a fresh database on the local PostgreSQL and the local NATS).
+
+Cases that touch PostgreSQL use a scratch database (``noetl_conformance`` by
+default) on the local server (127.0.0.1:5432, user postgres).
 
 A case is never skipped: a missing service or an unknown ``needs`` value is a
 failure.
@@ -24,6 +30,7 @@ import signal
 import subprocess
 import sys
 import threading
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -188,13 +195,17 @@ def lookup(steps: dict[str, Any], path: str) -> tuple[Any, str]:
 class Env:
     home: Path
     hits: list[str] = field(default_factory=list)
+    # NOETL_SERVER and NOETL_TOKEN of the stack, in distributed mode.
+    server: dict[str, str] = field(default_factory=dict)
 
     def environ(self) -> dict[str, str]:
         env = {
             k: v
             for k, v in os.environ.items()
-            if k not in ("DATABASE_URL", "NATS_URL", "NOETL_SHARED_DIR")
+            if k
+            not in ("DATABASE_URL", "NATS_URL", "NOETL_SHARED_DIR", "NOETL_SERVER")
         }
+        env.update(self.server)
         env["NOETL_HOME"] = str(self.home)
         env["NOETL_ENCRYPTION_KEY"] = ENCRYPTION_KEY
         env["DJANGO_SETTINGS_MODULE"] = "noetl_site.settings"
@@ -712,8 +723,37 @@ def _compare(case: dict[str, Any], doc: dict[str, Any], proc) -> list[str]:
 # -- the tests ------------------------------------------------------------------------
 
 
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory) -> Iterator[dict[str, str]]:
+    """A distributed stack for the whole session; yields the client settings."""
+    import psycopg
+
+    from noetl_site.devstack import DevStack
+
+    pg = f"postgres://{PG['user']}@{PG['host']}:{PG['port']}"
+    devstack = DevStack(
+        database=f"noetl_conformance_stack_{uuid.uuid4().hex[:8]}",
+        pg=pg,
+        home=tmp_path_factory.mktemp("stack"),
+        fresh=True,
+        workers=2,
+        concurrency=4,
+        env={"NOETL_ENCRYPTION_KEY": ENCRYPTION_KEY},
+    )
+    try:
+        devstack.start()
+        yield {"NOETL_SERVER": devstack.url, "NOETL_TOKEN": devstack.token}
+    finally:
+        devstack.stop()
+        with psycopg.connect(f"{pg}/postgres", autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{devstack.database}" WITH (FORCE)')
+
+
 @pytest.mark.parametrize("case", CASES, ids=[case["id"] for case in CASES])
-def test_case(case: dict[str, Any], tmp_path: Path, request) -> None:
+@pytest.mark.parametrize("mode", ["embedded", "distributed"])
+def test_case(case: dict[str, Any], mode: str, tmp_path: Path, request) -> None:
     env = Env(home=tmp_path / "noetl_home")
     env.home.mkdir()
+    if mode == "distributed":
+        env.server = request.getfixturevalue("stack")
     run_case(case, env, request)
