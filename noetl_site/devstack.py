@@ -61,6 +61,9 @@ class DevStack:
             "DJANGO_SETTINGS_MODULE": "noetl_site.settings",
             "DATABASE_URL": f"{pg}/{database}",
             "NATS_URL": nats,
+            # Its own stream and consumers: stacks side by side on one NATS
+            # server never take each other's pointers.
+            "NOETL_NATS_NAMESPACE": database.replace("_", "-")[-32:],
             "NOETL_SERVER": self.url,
             "NOETL_ENROLLMENT_TOKEN": self.enrollment,
             "NOETL_ENCRYPTION_KEY": os.environ.get("NOETL_ENCRYPTION_KEY", key),
@@ -180,6 +183,8 @@ class DevStack:
         for log in self._logs:
             log.close()
         self._logs.clear()
+        if self.fresh:
+            self.manage("nats_setup", "--delete", check=False)
 
     def __enter__(self) -> DevStack:
         return self.start()

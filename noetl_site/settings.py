@@ -5,10 +5,12 @@ With nothing configured NoETL runs embedded: a SQLite file under NOETL_HOME
 DATABASE_URL to a PostgreSQL URL and NATS_URL switches to distributed mode.
 """
 
+import re
 import warnings
 from pathlib import Path
 
 import environ
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -96,6 +98,12 @@ warnings.filterwarnings("ignore", message="No directory at", category=UserWarnin
 # Credentials are encrypted with this key (Fernet-style, base64 32 bytes).
 NOETL_ENCRYPTION_KEY = env.str("NOETL_ENCRYPTION_KEY", default="")
 NOETL_NATS_URL = env.str("NATS_URL", default="")
+NOETL_NATS_NAMESPACE = env.str("NOETL_NATS_NAMESPACE", default="noetl")
+if not re.fullmatch(r"[A-Za-z0-9_-]{1,32}", NOETL_NATS_NAMESPACE):
+    raise ImproperlyConfigured(
+        "NOETL_NATS_NAMESPACE must be 1-32 letters, digits, '-' or '_', "
+        f"got {NOETL_NATS_NAMESPACE!r}"
+    )
 # Names a template may read through ``env`` (DSL section 2.1), comma separated.
 NOETL_TEMPLATE_ENV = env.list("NOETL_TEMPLATE_ENV", default=[])
 NOETL_TASK_TIMEOUT_S = env.float("NOETL_TASK_TIMEOUT_S", default=600.0)

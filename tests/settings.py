@@ -16,5 +16,6 @@ from noetl_site.settings import *  # noqa: E402,F403
 from noetl_site.settings import DATABASES  # noqa: E402
 
 DATABASES["default"]["CONN_MAX_AGE"] = 0
-DATABASES["default"]["TEST"] = {"NAME": "test_noetl"}
+# NOETL_TEST_DB lets two checkouts run their suites side by side.
+DATABASES["default"]["TEST"] = {"NAME": os.environ.get("NOETL_TEST_DB", "test_noetl")}
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

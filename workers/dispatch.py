@@ -2,7 +2,7 @@
 
 The database is the queue. After a transaction that issued commands
 commits, the control plane publishes one pointer per command to
-``noetl.commands.<pool>``; a worker pulls pointers from its pool's durable
+``<namespace>.commands.<pool>``; a worker pulls pointers from its pool's durable
 consumer and claims the commands over the worker protocol. A pointer that
 is lost costs latency only: idle workers also claim directly, and the
 scheduler republishes commands left queued too long with a new publish
@@ -30,17 +30,27 @@ from executions.engine.values import dumps
 
 log = logging.getLogger("noetl.workers.dispatch")
 
-STREAM = "NOETL_COMMANDS"
-SUBJECTS = "noetl.commands.*"
 ACK_WAIT_S = 30.0
 
 
+def namespace() -> str:
+    """NOETL_NATS_NAMESPACE: installations sharing one NATS server each use
+    their own stream, subjects and consumers (default ``noetl``)."""
+    from django.conf import settings
+
+    return settings.NOETL_NATS_NAMESPACE
+
+
+def stream_name() -> str:
+    return f"{namespace().upper().replace('-', '_')}_COMMANDS"
+
+
 def subject(pool: str) -> str:
-    return f"noetl.commands.{pool}"
+    return f"{namespace()}.commands.{pool}"
 
 
 def consumer_name(pool: str) -> str:
-    return f"noetl-{pool}"
+    return f"{namespace()}-{pool}"
 
 
 def message_id(pointer: dict[str, Any]) -> str:
@@ -56,16 +66,16 @@ async def connect(url: str, **options: Any) -> nats.NATS:
 async def ensure_stream(js: Any, pools: list[str]) -> None:
     """Create or update the stream and one durable pull consumer per pool."""
     config = api.StreamConfig(
-        name=STREAM, subjects=[SUBJECTS], storage=api.StorageType.FILE,
+        name=stream_name(), subjects=[subject("*")], storage=api.StorageType.FILE,
         retention=api.RetentionPolicy.WORK_QUEUE, max_age=24 * 3600.0,
         duplicate_window=120.0)
     try:
-        await js.stream_info(STREAM)
+        await js.stream_info(config.name)
         await js.update_stream(config)
     except nats.js.errors.NotFoundError:
         await js.add_stream(config)
     for pool in pools:
-        await js.add_consumer(STREAM, api.ConsumerConfig(
+        await js.add_consumer(config.name, api.ConsumerConfig(
             durable_name=consumer_name(pool), filter_subject=subject(pool),
             ack_policy=api.AckPolicy.EXPLICIT, ack_wait=ACK_WAIT_S,
             max_ack_pending=10_000, deliver_policy=api.DeliverPolicy.ALL))

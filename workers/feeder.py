@@ -54,7 +54,7 @@ class PointerFeeder:
             while not self.worker.stopping.is_set():
                 try:
                     sub = await js.pull_subscribe_bind(
-                        durable=dispatch.consumer_name(pool), stream=dispatch.STREAM)
+                        durable=dispatch.consumer_name(pool), stream=dispatch.stream_name())
                     break
                 except nats.js.errors.NotFoundError:
                     log.error("JetStream consumer %s for pool %r is missing; run "

@@ -1,6 +1,7 @@
 """``manage.py nats_setup``: create or update the JetStream stream for
 command pointers and one durable pull consumer per pool. Idempotent; run it
-on deploy. Workers only bind to what it made (DESIGN-NOTES R7)."""
+on deploy. Workers only bind to what it made (DESIGN-NOTES R7). ``--delete``
+removes this namespace's stream and consumers (for throw-away stacks)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,8 @@ class Command(BaseCommand):
         parser.add_argument("--pool", action="append", dest="pools",
                             help="a worker pool (repeatable; default: default)")
         parser.add_argument("--nats", default=settings.NOETL_NATS_URL)
+        parser.add_argument("--delete", action="store_true",
+                            help="delete the stream instead (its pointers are lost)")
 
     def handle(self, *args, **options):
         url = options["nats"]
@@ -29,7 +32,10 @@ class Command(BaseCommand):
         async def setup() -> None:
             nc = await dispatch.connect(url, allow_reconnect=False)
             try:
-                await dispatch.ensure_stream(nc.jetstream(), pools)
+                if options["delete"]:
+                    await nc.jetstream().delete_stream(dispatch.stream_name())
+                else:
+                    await dispatch.ensure_stream(nc.jetstream(), pools)
             finally:
                 await nc.close()
 
@@ -37,5 +43,8 @@ class Command(BaseCommand):
             asyncio.run(setup())
         except Exception as exc:
             raise CommandError(f"NATS setup at {url} failed: {type(exc).__name__}: {exc}")
-        self.stdout.write(f"stream {dispatch.STREAM} ready; consumers: "
+        if options["delete"]:
+            self.stdout.write(f"stream {dispatch.stream_name()} deleted")
+            return
+        self.stdout.write(f"stream {dispatch.stream_name()} ready; consumers: "
                           + ", ".join(dispatch.consumer_name(p) for p in pools))
