@@ -26,6 +26,7 @@ from catalog import services as catalog
 from credentials.store import read_credential
 from executions.engine.decide import Decision, Engine
 from executions.engine.state import initial_state
+from executions import rawsql
 from executions.engine.values import Values, dumps, loads
 from executions.models import (
     Blob,
@@ -156,15 +157,15 @@ def _persist(execution: Execution, engine: Engine, decision: Decision,
     seq = execution.next_seq
     rows = []
     for ev in decision.events:
-        rows.append(Event(
-            execution=execution, seq=seq, kind=ev["kind"], step=ev.get("step") or "",
-            command_id=ev.get("command_id") or "", status=ev.get("status") or "",
-            delivery=ev.get("delivery"), worker_id=worker_id,
-            duration_ms=ev.get("duration_ms"), payload=ev["payload"],
-            error=ev.get("error"),
-        ))
+        rows.append({
+            "execution": execution.id, "seq": seq, "kind": ev["kind"],
+            "step": ev.get("step") or "", "command_id": ev.get("command_id") or "",
+            "status": ev.get("status") or "", "delivery": ev.get("delivery"),
+            "worker_id": worker_id, "duration_ms": ev.get("duration_ms"),
+            "payload": ev["payload"], "error": ev.get("error"),
+        })
         seq += 1
-    Event.objects.bulk_create(rows)
+    rawsql.insert(Event, rows)
     _project_commands(execution, decision)
     _project_step_runs(execution, decision.events)
     state = engine.state
@@ -186,7 +187,7 @@ def _persist(execution: Execution, engine: Engine, decision: Decision,
             _target(child.id)
             Inbox.objects.create(execution=child, kind="cancel",
                                  payload={"reason": f"parent run {terminal['payload']['status']}"})
-    execution.save(update_fields=fields)
+    rawsql.update(Execution, {f: getattr(execution, f) for f in fields}, id=execution.id)
     dispatched = [c["id"] for c in decision.commands]
     for child in decision.children:
         dispatched += _start_child(execution, child)
@@ -202,16 +203,16 @@ def _persist(execution: Execution, engine: Engine, decision: Decision,
 
 def _project_commands(execution: Execution, decision: Decision) -> None:
     now = timezone.now()
-    new = [
-        Command(
-            id=c["id"], execution=execution, step=c["step"], epoch=c["epoch"],
-            iter_from=(c["iter"] or [None, None])[0], iter_to=(c["iter"] or [None, None])[1],
-            pool=c["pool"], payload=c["payload"],
-            not_before=now + timedelta(seconds=c["delay_s"]) if c.get("delay_s") else None,
-        )
+    rawsql.insert(Command, [
+        {
+            "id": c["id"], "execution": execution.id, "step": c["step"],
+            "epoch": c["epoch"], "iter_from": (c["iter"] or [None, None])[0],
+            "iter_to": (c["iter"] or [None, None])[1], "pool": c["pool"],
+            "payload": c["payload"],
+            "not_before": now + timedelta(seconds=c["delay_s"]) if c.get("delay_s") else None,
+        }
         for c in decision.commands
-    ]
-    Command.objects.bulk_create(new)
+    ])
     finished = []
     for ev in decision.events:
         kind = ev["kind"]
@@ -227,8 +228,8 @@ def _project_commands(execution: Execution, decision: Decision) -> None:
                 state=CommandState.QUEUED, delivery=F("delivery") + 1, lease_owner="",
                 lease_expires_at=None, claim_id="")
     if finished:
-        Command.objects.filter(id__in=finished).update(
-            state=CommandState.DONE, lease_expires_at=None)
+        rawsql.update(Command, {"state": CommandState.DONE, "lease_expires_at": None},
+                      id=finished)
 
 
 def _project_step_runs(execution: Execution, events: list[dict[str, Any]]) -> None:
@@ -245,9 +246,9 @@ def _project_step_runs(execution: Execution, events: list[dict[str, Any]]) -> No
         if not change:
             continue
         counters = {key: change.pop(key) for key in _COUNTERS if key in change}
-        updates = {key: F(key) + value for key, value in counters.items()}
-        rows = StepRun.objects.filter(execution=execution, step=step)
-        if not rows.update(**updates, **change):
+        updates = {key: rawsql.Add(value) for key, value in counters.items()}
+        if not rawsql.update(StepRun, {**updates, **change}, execution=execution.id,
+                             step=step):
             # A run started before its rows were made at start.
             StepRun.objects.create(execution=execution, step=step, **counters, **change)
 
@@ -391,8 +392,10 @@ def claim(worker_id: str, *, pool: str = "default", limit: int = 1,
 
 
 def _grant(worker_id: str, pool: str, limit: int, command_ids: list[str] | None,
-           claim_id: str, ttl_s: float | None) -> list[dict[str, Any]]:
-    """``claim`` inside the caller's transaction."""
+           claim_id: str, ttl_s: float | None,
+           fresh: dict[str, dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+    """``claim`` inside the caller's transaction. ``fresh`` holds the tasks
+    of commands this transaction created, which need not be read back."""
     if claim_id:
         granted = list(Command.objects.filter(
             lease_owner=worker_id, claim_id=claim_id, state=CommandState.RUNNING
@@ -411,11 +414,14 @@ def _grant(worker_id: str, pool: str, limit: int, command_ids: list[str] | None,
     else:
         ids = list(queued.order_by("created_at").select_for_update(skip_locked=True)
                    .values_list("id", flat=True)[:limit])
-    if not ids or not queued.filter(id__in=ids).update(
-            state=CommandState.RUNNING, lease_owner=worker_id,
-            lease_expires_at=expiry, claim_id=token):
+    if not ids:
         return []
-    return _tasks(ids, worker_id, token)
+    granted = queued.filter(id__in=ids).update(
+        state=CommandState.RUNNING, lease_owner=worker_id, lease_expires_at=expiry,
+        claim_id=token)
+    if fresh and granted == len(ids) and all(i in fresh for i in ids):
+        return [fresh[i] for i in ids]
+    return _tasks(ids, worker_id, token) if granted else []
 
 
 def _tasks(ids: list[str], worker_id: str, token: str) -> list[dict[str, Any]]:
@@ -424,29 +430,32 @@ def _tasks(ids: list[str], worker_id: str, token: str) -> list[dict[str, Any]]:
     commands = (
         Command.objects.filter(id__in=ids, lease_owner=worker_id, claim_id=token,
                                state=CommandState.RUNNING)
-        .select_related("execution")
-        .only("id", "delivery", "step", "payload", "execution__id",
-              "execution__playbook_id", "execution__path")
+        .values("id", "delivery", "step", "payload", "execution_id",
+                "execution__playbook_id", "execution__path")
         .annotate(env=F("execution__state__env"))
         .order_by("created_at")
     )
-    return [_task(command) for command in commands]
+    return [
+        _task(row["id"], row["delivery"], row["step"], row["payload"],
+              Execution(id=row["execution_id"], playbook_id=row["execution__playbook_id"],
+                        path=row["execution__path"]), row["env"])
+        for row in commands
+    ]
 
 
-def _task(command: Command) -> dict[str, Any]:
-    execution = command.execution
+def _task(command_id: str, delivery: int, step_name: str, payload: dict[str, Any],
+          execution: Execution, env: dict[str, Any] | None) -> dict[str, Any]:
     parsed, graph = catalog.compiled(execution.playbook_id, "")
-    step = graph.steps[command.step]
+    step = graph.steps[step_name]
     workbook = {}
     for task in step["tasks"]:
         if task["kind"] == "workbook":
             name = task["config"].get("task") or task["config"].get("name")
             if name in parsed["workbook"]:
                 workbook[name] = parsed["workbook"][name]
-    payload = command.payload
     return {
-        "command_id": command.id,
-        "delivery": command.delivery,
+        "command_id": command_id,
+        "delivery": delivery,
         "execution_id": execution.id,
         "catalog_id": str(execution.playbook_id),
         "path": execution.path,
@@ -457,7 +466,7 @@ def _task(command: Command) -> dict[str, Any]:
         "iterations": payload.get("iterations"),
         "args": payload.get("args") or {},
         "resume": payload.get("resume"),
-        "env": getattr(command, "env", None) or {},
+        "env": env or {},
     }
 
 
@@ -474,14 +483,17 @@ def report_and_claim(data: dict[str, Any], worker_id: str, *, pool: str, limit: 
     command the report caused (or, if it caused none, the next in line), so a
     chain of steps costs one request and one commit per step. Returns
     (dispatched command ids, granted tasks)."""
+    fresh: dict[str, dict[str, Any]] = {}
     with transaction.atomic():
-        dispatched = _fold_report(data, worker_id)
-        tasks = _grant(worker_id, pool, limit, dispatched or None, claim_id, None)
+        dispatched = _fold_report(data, worker_id, fresh)
+        tasks = _grant(worker_id, pool, limit, dispatched or None, claim_id, None, fresh)
     return dispatched, tasks
 
 
-def _fold_report(data: dict[str, Any], worker_id: str) -> list[str]:
-    """``report`` inside the caller's transaction."""
+def _fold_report(data: dict[str, Any], worker_id: str,
+                 fresh: dict[str, dict[str, Any]] | None = None) -> list[str]:
+    """``report`` inside the caller's transaction; with ``fresh``, also the
+    tasks of the commands it created, by id."""
     command_id = data["command_id"]
     # Command ids start with their execution's id (see the engine), so
     # the run is locked first and the command read once, under the lock:
@@ -506,7 +518,12 @@ def _fold_report(data: dict[str, Any], worker_id: str) -> list[str]:
         data["log_ref"] = _store_log(log_text, execution)
     engine = _engine(execution)
     decision = engine.on_report(data)
-    return _persist(execution, engine, decision, worker_id)
+    dispatched = _persist(execution, engine, decision, worker_id)
+    if fresh is not None:
+        env = (execution.state or {}).get("env")
+        for c in decision.commands:
+            fresh[c["id"]] = _task(c["id"], 1, c["step"], c["payload"], execution, env)
+    return dispatched
 
 
 def _store_log(text: str, execution: Execution) -> dict[str, Any]:
