@@ -92,6 +92,36 @@ def test_a_worker_killed_mid_loop_loses_and_repeats_nothing(stack: Driver, scrat
     stack.stack.start_worker()  # back to two workers for the next tests
 
 
+def test_a_worker_stopped_with_sigterm_finishes_its_work_and_deregisters(
+        stack: Driver):
+    stack.register(PLAYBOOKS / "slow_chain.yaml")
+    runs = [stack.start("tests/distributed/slow_chain", {"pause": 0.5})
+            for _ in range(6)]
+    victim = stack.stack.workers[0]
+    victim_id = stack.worker_id(victim)
+    deadline = time.monotonic() + 30
+    while not stack.sql("select 1 from executions_command where lease_owner = %s and "
+                        "state = 'running'", victim_id):
+        assert time.monotonic() < deadline, "the worker never took a command"
+        time.sleep(0.05)
+    os.killpg(victim.pid, signal.SIGTERM)
+    assert victim.wait(40) == 0, "the worker did not exit cleanly on SIGTERM"
+
+    status = stack.sql("select status from workers_workerregistration where id = %s",
+                       victim_id)[0][0]
+    assert status == "gone"
+    assert stack.sql("select count(*) from executions_command where lease_owner = %s "
+                     "and state = 'running'", victim_id)[0][0] == 0
+    assert set(stack.wait(runs, timeout=120).values()) == {"completed"}
+    stack.completions_once(runs)
+    # What it held finished, or was handed back: nothing waited out a lease.
+    assert stack.sql("select count(*) from executions_event where kind = "
+                     "'command.requeued' and execution_id::text = any(%s) and "
+                     "payload->>'reason' like 'lease%%'", runs)[0][0] == 0
+    stack.stack.workers.remove(victim)
+    stack.stack.start_worker()
+
+
 def test_restarting_the_web_process_mid_runs_loses_nothing(stack: Driver):
     stack.register(PLAYBOOKS / "slow_chain.yaml")
     runs = [stack.start("tests/distributed/slow_chain", {"pause": 0.2}) for _ in range(20)]
