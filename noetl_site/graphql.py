@@ -113,6 +113,9 @@ class NoetlGraphQLView(GraphQLView):
 
         if not access.can_view(request.user):
             return _refused("authentication required: a session or an API token")
+        if not request.user.is_authenticated:
+            # Anonymous, with authentication disabled: no session to protect.
+            return super().dispatch(request, *args, **kwargs)
         return csrf_protect(super().dispatch)(request, *args, **kwargs)
 
     def render_graphql_ide(self, request: HttpRequest) -> HttpResponse:

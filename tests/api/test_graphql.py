@@ -95,6 +95,12 @@ def test_disabled_auth_opens_it_to_anonymous_callers(
 ) -> None:
     settings.NOETL_AUTH_DISABLED = True
     assert ok(anonymous, "{ pools { name } }") == {"pools": []}
+    # A script has no CSRF token, and needs none without a session.
+    script = Client(enforce_csrf_checks=True)
+    response = script.post(
+        "/graphql", {"query": "{ pools { name } }"}, content_type="application/json"
+    )
+    assert response.status_code == 200
 
 
 # -- limits --------------------------------------------------------------------
@@ -454,3 +460,16 @@ def test_it_lists_credential_metadata_and_never_data(
     # No field reads a secret back, so selecting one is a validation error.
     body = gql(warm, "{ credentials { data_encrypted } }")
     assert "Cannot query field 'data_encrypted'" in body["errors"][0]["message"]
+
+
+def test_it_pages_events_in_a_fixed_number_of_statements(
+    warm: APIClient, start: Callable[..., Any], django_assert_num_queries: Any
+) -> None:
+    run_id = start("tests/gql/count")["id"]
+    query = """query ($id: ID!) {
+      events(execution_id: $id) { status results { seq kind } next_after_seq }
+    }"""
+    # The token, the run's status, one page of events.
+    with django_assert_num_queries(3):
+        page = ok(warm, query, id=run_id)["events"]
+    assert len(page["results"]) >= 2
