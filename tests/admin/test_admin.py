@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from datetime import timedelta
+from typing import Any
 
 from django.contrib.admin.models import LogEntry
 from django.test import Client
@@ -267,3 +268,38 @@ def test_an_execution_is_read_only_with_a_page_of_its_events(
 
     listing = browser.get("/admin/executions/execution/?status=running")
     assert execution.id in listing.content.decode()
+
+
+def test_a_yaml_syntax_error_is_shown_at_its_line(browser: Client) -> None:
+    broken = INVALID.replace("    tool: 5\n", "    tool: {kind: python\n")
+    page = browser.post(ADD, {"content": broken}).content.decode()
+    assert "Line 7: &lt;document&gt;: invalid YAML" in page
+    assert 'data-error-lines="7"' in page
+
+
+def test_an_idle_workers_polling_keeps_it_live(browser: Client, settings: Any) -> None:
+    settings.NOETL_ENROLLMENT_TOKEN = "enroll-admin-test"
+    registered = Client().post(
+        "/api/worker/v1/workers",
+        {"pool": "default", "name": "idle"},
+        content_type="application/json",
+        HTTP_AUTHORIZATION="Bearer enroll-admin-test",
+    )
+    assert registered.status_code == 201
+    body = registered.json()
+    worker = WorkerRegistration.objects.get(id=body["worker_id"])
+    an_hour_ago = timezone.now() - timedelta(hours=1)
+    WorkerRegistration.objects.filter(id=worker.id).update(last_seen_at=an_hour_ago)
+    worker.refresh_from_db()
+    assert worker.liveness() == "stale"
+
+    # An idle worker sends no heartbeats, only claim-next polls.
+    polled = Client().post(
+        "/api/worker/v1/claim",
+        {"max": 1},
+        content_type="application/json",
+        HTTP_AUTHORIZATION=f"Bearer {body['token']}",
+    )
+    assert polled.status_code == 200
+    worker.refresh_from_db()
+    assert worker.liveness() == "live"
