@@ -11,7 +11,13 @@ from django.http import HttpRequest
 from django.utils import timezone
 
 from credentials import store
-from credentials.forms import FIELDS, TYPE_LABELS, CredentialForm, form_field
+from credentials.forms import (
+    FIELDS,
+    GENERIC,
+    TYPE_LABELS,
+    CredentialForm,
+    form_field,
+)
 from credentials.models import Credential, KeychainEntry
 from noetl_site.admin_tools import adopt
 
@@ -37,12 +43,22 @@ class CredentialAdmin(admin.ModelAdmin):
         sets: list[tuple[str | None, dict[str, Any]]] = [
             (None, {"fields": ["name", "type", "description"]})
         ]
-        for kind, specs in FIELDS.items():
-            fields = [form_field(kind, key) for key, _, _ in specs]
-            sets.append((TYPE_LABELS[kind], {"fields": fields, "description": note}))
-        sets.append(
-            (TYPE_LABELS["json"], {"fields": ["json_data"], "description": note})
-        )
+        groups = [
+            (kind, [form_field(kind, key) for key, _, _ in specs])
+            for kind, specs in FIELDS.items()
+        ]
+        groups.append((GENERIC, ["json_data"]))
+        for kind, fields in groups:
+            # On a change, the other types' fields fold away.
+            current = (
+                obj is None
+                or obj.type == kind
+                or (kind == GENERIC and obj.type not in FIELDS)
+            )
+            options = {"fields": fields, "description": note}
+            if not current:
+                options["classes"] = ["collapse"]
+            sets.append((TYPE_LABELS[kind], options))
         if obj:
             sets.append(("Stored", {"fields": ["key_id", "created_at", "updated_at"]}))
         return sets

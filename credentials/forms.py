@@ -58,7 +58,10 @@ def _plain(label: str) -> forms.CharField:
 
 
 def _secret(label: str) -> forms.CharField:
-    return forms.CharField(required=False, label=label, widget=_secret_input())
+    # strip=False: spaces at either end may be part of a password.
+    return forms.CharField(
+        required=False, label=label, strip=False, widget=_secret_input()
+    )
 
 
 class CredentialForm(forms.ModelForm):
@@ -113,7 +116,7 @@ class CredentialForm(forms.ModelForm):
     def _typed(self, kind: str) -> dict[str, Any]:
         data: dict[str, Any] = {}
         for key, _, _ in FIELDS[kind]:
-            value = (self.cleaned_data.get(form_field(kind, key)) or "").strip()
+            value = self.cleaned_data.get(form_field(kind, key)) or ""
             if value:
                 data[key] = value
         if "port" in data:
