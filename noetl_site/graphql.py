@@ -16,6 +16,7 @@ from typing import Any
 
 import strawberry
 from django.conf import settings
+from django.contrib.auth.views import redirect_to_login
 from django.http import HttpRequest, HttpResponse, HttpResponseBase, JsonResponse
 from django.templatetags.static import static
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
@@ -112,6 +113,11 @@ class NoetlGraphQLView(GraphQLView):
             return super().dispatch(request, *args, **kwargs)
 
         if not access.can_view(request.user):
+            if request.method == "GET" and "text/html" in request.headers.get(
+                "Accept", ""
+            ):
+                # A person opening GraphiQL: log in first, then come back.
+                return redirect_to_login(request.get_full_path())
             return _refused("authentication required: a session or an API token")
         if not request.user.is_authenticated:
             # Anonymous, with authentication disabled: no session to protect.

@@ -11,6 +11,7 @@ import pytest
 from django.contrib.auth.models import User
 from django.test import Client
 from django.utils import timezone
+from graphql import GraphQLError
 from rest_framework.test import APIClient
 
 from credentials.store import save_credential, save_keychain_entry
@@ -19,7 +20,7 @@ from executions.models import Execution
 from noetl_site import access
 from noetl_site.api import MAX_PAGE
 from noetl_site.graphql import build_schema
-from noetl_site.graphql_tools import page_size
+from noetl_site.graphql_tools import page_size, require
 from tests.api.conftest import playbook_yaml
 from workers.models import Pool, WorkerRegistration, WorkerStatus
 
@@ -56,6 +57,19 @@ def test_it_refuses_an_anonymous_caller(anonymous: APIClient) -> None:
     assert response.status_code == 401
     assert "authentication required" in response.json()["errors"][0]["message"]
     assert response["WWW-Authenticate"] == "Bearer"
+
+
+def test_a_person_opening_graphiql_is_sent_to_log_in(anonymous: APIClient) -> None:
+    response = anonymous.get("/graphql", HTTP_ACCEPT="text/html")
+    assert response.status_code == 302
+    assert response["Location"].startswith("/api/auth/login/?next=/graphql")
+
+
+def test_a_refused_check_is_a_graphql_error_with_a_code() -> None:
+    with pytest.raises(GraphQLError) as refused:
+        require(False, "view x")
+    assert refused.value.extensions == {"code": "PERMISSION_DENIED"}
+    assert str(refused.value) == "permission denied: view x"
 
 
 def test_it_refuses_an_invalid_token(anonymous: APIClient) -> None:
@@ -356,7 +370,9 @@ def test_it_starts_cancels_and_reruns_a_run(
     api: APIClient, register: Callable[..., Any]
 ) -> None:
     register("tests/gql/go")
-    run = ok(api, EXECUTE, path="tests/gql/go", payload={"n": 5})["execute_playbook"]
+    run = ok(api, EXECUTE, path="tests/gql/go", version=1, payload={"n": 5})[
+        "execute_playbook"
+    ]
     assert run["status"] == "running" and run["playbook"] == {"path": "tests/gql/go"}
     assert Execution.objects.get(id=run["id"]).commands.count() == 1
 
