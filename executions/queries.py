@@ -7,6 +7,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from django.db.models import QuerySet
+
 from executions import service, templating
 from executions.models import Event, Execution
 
@@ -57,7 +59,7 @@ def run_detail(execution: Execution, *, full: bool = False) -> dict[str, Any]:
         "parent": execution.parent_id,
         "created_at": execution.created_at,
         "ended_at": execution.ended_at,
-        "duration_ms": _duration_ms(execution.created_at, execution.ended_at),
+        "duration_ms": duration_ms(execution.created_at, execution.ended_at),
         "trigger": trigger,
         "result": result,
         "error": execution.error,
@@ -65,7 +67,7 @@ def run_detail(execution: Execution, *, full: bool = False) -> dict[str, Any]:
     }
 
 
-def _duration_ms(start: datetime, end: datetime | None) -> float | None:
+def duration_ms(start: datetime, end: datetime | None) -> float | None:
     if end is None:
         return None
     return round((end - start).total_seconds() * 1000, 1)
@@ -82,6 +84,22 @@ def runs_page(
 ) -> list[Execution]:
     """Newest runs first, keyset-paged on the id: ids are UUIDv7, so id order
     is start order, and ``before`` is the last id of the previous page."""
+    rows = runs_queryset(
+        status=status, path=path, since=since, parent=parent, before=before
+    )
+    return list(rows[:limit])
+
+
+def runs_queryset(
+    *,
+    status: str = "",
+    path: str = "",
+    since: datetime | None = None,
+    parent: str = "",
+    before: str = "",
+) -> QuerySet[Execution]:
+    """The unevaluated query behind ``runs_page``, for callers that add to it
+    (the GraphQL optimizer picks the columns and relations it needs)."""
     rows = Execution.objects.order_by("-id")
     if status:
         rows = rows.filter(status=status)
@@ -93,7 +111,7 @@ def runs_page(
         rows = rows.filter(parent_id=parent)
     if before:
         rows = rows.filter(id__lt=before)
-    return list(rows[:limit])
+    return rows
 
 
 def events_page(execution_id: str, after_seq: int = 0, limit: int = 200) -> list[Event]:

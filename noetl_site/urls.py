@@ -3,6 +3,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from noetl_site import health
+from noetl_site.graphql import graphql_view
 
 urlpatterns = [
     path("healthz", health.healthz, name="healthz"),
@@ -14,5 +15,6 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
     path("api/auth/", include("rest_framework.urls")),
+    path("graphql", graphql_view, name="graphql"),
     path("admin/", admin.site.urls),
 ]

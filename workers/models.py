@@ -10,8 +10,15 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from datetime import datetime, timedelta
 
+from django.conf import settings
 from django.db import models
+from django.utils import timezone
+
+# Any authenticated worker call refreshes last_seen_at, at most this often,
+# so an idle worker polling for work (it sends no heartbeats) still looks live.
+TOUCH_EVERY = timedelta(seconds=5)
 
 
 def hash_token(token: str) -> str:
@@ -36,6 +43,12 @@ class WorkerStatus(models.TextChoices):
     GONE = "gone"
 
 
+def stale_after_s() -> float:
+    """Silence after which an active worker counts as stale: three missed
+    heartbeats, and never less than a lease (its commands requeue then)."""
+    return max(3 * settings.NOETL_HEARTBEAT_S, settings.NOETL_LEASE_TTL_S)
+
+
 class WorkerRegistration(models.Model):
     id = models.CharField(primary_key=True, max_length=100)
     name = models.CharField(max_length=200)
@@ -56,3 +69,22 @@ class WorkerRegistration(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.pool}, {self.status})"
+
+    def heartbeat_age_s(self, now: datetime | None = None) -> float | None:
+        """Seconds since the worker was last heard from (None: never)."""
+        if self.last_seen_at is None:
+            return None
+        return ((now or timezone.now()) - self.last_seen_at).total_seconds()
+
+    def liveness(self, now: datetime | None = None) -> str:
+        """``live``, ``stale`` (active but silent too long) or ``gone``."""
+        if self.status == WorkerStatus.GONE:
+            return "gone"
+        age = self.heartbeat_age_s(now)
+        return "live" if age is not None and age <= stale_after_s() else "stale"
+
+    def touch(self) -> None:
+        now = timezone.now()
+        if self.last_seen_at is None or now - self.last_seen_at > TOUCH_EVERY:
+            WorkerRegistration.objects.filter(id=self.id).update(last_seen_at=now)
+            self.last_seen_at = now

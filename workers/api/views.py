@@ -68,6 +68,7 @@ def worker_call(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse
             token_hash=hash_token(token), status=WorkerStatus.ACTIVE).first() if token else None
         if worker is None:
             return problem(401, "unauthorized", "a registered worker's token is required")
+        worker.touch()
         try:
             body = _body(request) if request.method in ("POST", "PUT") and \
                 request.content_type == "application/json" else {}
