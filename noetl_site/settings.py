@@ -36,6 +36,7 @@ INSTALLED_APPS = [
     "executions",
     "credentials",
     "workers",
+    "schedules",
 ]
 
 MIDDLEWARE = [
