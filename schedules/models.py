@@ -158,7 +158,9 @@ class Schedule(models.Model):
 class ScheduleFire(models.Model):
     """One fire time of a schedule and its outcome; at most one per time."""
 
-    schedule = models.ForeignKey(Schedule, on_delete=models.CASCADE, related_name="fires")
+    schedule = models.ForeignKey(
+        Schedule, on_delete=models.CASCADE, related_name="fires"
+    )
     fire_time = models.DateTimeField()
     kind = models.CharField(
         max_length=10, choices=FireKind.choices, default=FireKind.SCHEDULE

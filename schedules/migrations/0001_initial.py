@@ -5,61 +5,218 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('executions', '0002_idempotencykey_transientvariable'),
+        ("executions", "0002_idempotencykey_transientvariable"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='Schedule',
+            name="Schedule",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=200, unique=True)),
-                ('path', models.CharField(help_text="The playbook's catalog path.", max_length=500)),
-                ('version', models.PositiveIntegerField(blank=True, help_text='Pinned version; empty: latest at fire time.', null=True)),
-                ('cron', models.CharField(blank=True, default='', help_text="5-field cron ('*/15 * * * *') or an alias (@hourly, @daily).", max_length=200)),
-                ('interval_s', models.PositiveIntegerField(blank=True, help_text='Seconds between fires (instead of cron).', null=True)),
-                ('timezone', models.CharField(default='UTC', max_length=64)),
-                ('payload', models.JSONField(blank=True, default=dict)),
-                ('enabled', models.BooleanField(default=True)),
-                ('start_at', models.DateTimeField(blank=True, null=True)),
-                ('end_at', models.DateTimeField(blank=True, null=True)),
-                ('catchup', models.CharField(choices=[('none', 'none: skip fires missed while the scheduler was down'), ('latest', 'latest: one run for the most recent missed fire'), ('all', 'all: up to max_catchup missed fires, oldest first')], default='latest', max_length=8)),
-                ('max_catchup', models.PositiveIntegerField(default=10, help_text="With catch-up 'all': the most missed fires started.")),
-                ('concurrency', models.CharField(choices=[('allow', 'allow: start regardless of earlier runs'), ('skip', 'skip: record the fire as skipped while the last run runs'), ('queue', 'queue: start the fire when the last run has ended')], default='allow', max_length=8)),
-                ('next_run_at', models.DateTimeField(blank=True, null=True)),
-                ('last_fire_at', models.DateTimeField(blank=True, null=True)),
-                ('last_status', models.CharField(blank=True, default='', max_length=16)),
-                ('last_error', models.TextField(blank=True, default='')),
-                ('missed_fires', models.PositiveIntegerField(default=0, help_text='Fires the catch-up policy left out, in total.')),
-                ('retry_at', models.DateTimeField(blank=True, help_text='After a failed attempt: not before this.', null=True)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True,
+                        primary_key=True,
+                        serialize=False,
+                        verbose_name="ID",
+                    ),
+                ),
+                ("name", models.CharField(max_length=200, unique=True)),
+                (
+                    "path",
+                    models.CharField(
+                        help_text="The playbook's catalog path.", max_length=500
+                    ),
+                ),
+                (
+                    "version",
+                    models.PositiveIntegerField(
+                        blank=True,
+                        help_text="Pinned version; empty: latest at fire time.",
+                        null=True,
+                    ),
+                ),
+                (
+                    "cron",
+                    models.CharField(
+                        blank=True,
+                        default="",
+                        help_text="5-field cron ('*/15 * * * *') or an alias (@hourly, @daily).",
+                        max_length=200,
+                    ),
+                ),
+                (
+                    "interval_s",
+                    models.PositiveIntegerField(
+                        blank=True,
+                        help_text="Seconds between fires (instead of cron).",
+                        null=True,
+                    ),
+                ),
+                ("timezone", models.CharField(default="UTC", max_length=64)),
+                ("payload", models.JSONField(blank=True, default=dict)),
+                ("enabled", models.BooleanField(default=True)),
+                ("start_at", models.DateTimeField(blank=True, null=True)),
+                ("end_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "catchup",
+                    models.CharField(
+                        choices=[
+                            (
+                                "none",
+                                "none: skip fires missed while the scheduler was down",
+                            ),
+                            (
+                                "latest",
+                                "latest: one run for the most recent missed fire",
+                            ),
+                            (
+                                "all",
+                                "all: up to max_catchup missed fires, oldest first",
+                            ),
+                        ],
+                        default="latest",
+                        max_length=8,
+                    ),
+                ),
+                (
+                    "max_catchup",
+                    models.PositiveIntegerField(
+                        default=10,
+                        help_text="With catch-up 'all': the most missed fires started.",
+                    ),
+                ),
+                (
+                    "concurrency",
+                    models.CharField(
+                        choices=[
+                            ("allow", "allow: start regardless of earlier runs"),
+                            (
+                                "skip",
+                                "skip: record the fire as skipped while the last run runs",
+                            ),
+                            (
+                                "queue",
+                                "queue: start the fire when the last run has ended",
+                            ),
+                        ],
+                        default="allow",
+                        max_length=8,
+                    ),
+                ),
+                ("next_run_at", models.DateTimeField(blank=True, null=True)),
+                ("last_fire_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "last_status",
+                    models.CharField(blank=True, default="", max_length=16),
+                ),
+                ("last_error", models.TextField(blank=True, default="")),
+                (
+                    "missed_fires",
+                    models.PositiveIntegerField(
+                        default=0,
+                        help_text="Fires the catch-up policy left out, in total.",
+                    ),
+                ),
+                (
+                    "retry_at",
+                    models.DateTimeField(
+                        blank=True,
+                        help_text="After a failed attempt: not before this.",
+                        null=True,
+                    ),
+                ),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
             ],
             options={
-                'ordering': ['name'],
-                'indexes': [models.Index(condition=models.Q(('enabled', True), ('next_run_at__isnull', False)), fields=['next_run_at'], name='schedule_due')],
+                "ordering": ["name"],
+                "indexes": [
+                    models.Index(
+                        condition=models.Q(
+                            ("enabled", True), ("next_run_at__isnull", False)
+                        ),
+                        fields=["next_run_at"],
+                        name="schedule_due",
+                    )
+                ],
             },
         ),
         migrations.CreateModel(
-            name='ScheduleFire',
+            name="ScheduleFire",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('fire_time', models.DateTimeField()),
-                ('kind', models.CharField(choices=[('schedule', 'Schedule'), ('backfill', 'Backfill'), ('manual', 'Manual')], default='schedule', max_length=10)),
-                ('status', models.CharField(choices=[('started', 'Started'), ('queued', 'Queued'), ('skipped', 'Skipped'), ('failed', 'Failed')], max_length=10)),
-                ('reason', models.TextField(blank=True, default='')),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('execution', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='executions.execution')),
-                ('schedule', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='fires', to='schedules.schedule')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True,
+                        primary_key=True,
+                        serialize=False,
+                        verbose_name="ID",
+                    ),
+                ),
+                ("fire_time", models.DateTimeField()),
+                (
+                    "kind",
+                    models.CharField(
+                        choices=[
+                            ("schedule", "Schedule"),
+                            ("backfill", "Backfill"),
+                            ("manual", "Manual"),
+                        ],
+                        default="schedule",
+                        max_length=10,
+                    ),
+                ),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("started", "Started"),
+                            ("queued", "Queued"),
+                            ("skipped", "Skipped"),
+                            ("failed", "Failed"),
+                        ],
+                        max_length=10,
+                    ),
+                ),
+                ("reason", models.TextField(blank=True, default="")),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "execution",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to="executions.execution",
+                    ),
+                ),
+                (
+                    "schedule",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="fires",
+                        to="schedules.schedule",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-fire_time'],
-                'indexes': [models.Index(condition=models.Q(('status', 'queued')), fields=['schedule', 'fire_time'], name='schedule_fire_queued')],
-                'constraints': [models.UniqueConstraint(fields=('schedule', 'fire_time'), name='schedule_fire_once')],
+                "ordering": ["-fire_time"],
+                "indexes": [
+                    models.Index(
+                        condition=models.Q(("status", "queued")),
+                        fields=["schedule", "fire_time"],
+                        name="schedule_fire_queued",
+                    )
+                ],
+                "constraints": [
+                    models.UniqueConstraint(
+                        fields=("schedule", "fire_time"), name="schedule_fire_once"
+                    )
+                ],
             },
         ),
     ]

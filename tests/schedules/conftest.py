@@ -18,9 +18,9 @@ from tests.api.conftest import (  # noqa: F401  (fixtures, used by name)
     anonymous,
     api,
     owner,
+    playbook_yaml,
     token,
 )
-from tests.api.conftest import playbook_yaml
 
 PATH = "tests/schedules/hello"
 T0 = datetime(2026, 1, 1, tzinfo=UTC)

@@ -6,13 +6,14 @@ import signal
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from io import StringIO
+from itertools import pairwise
 from typing import Any
 
 import pytest
 
 from executions import service
-from executions.models import Event, Execution
 from executions.management.commands.runscheduler import Command
+from executions.models import Event, Execution
 from schedules import duty
 from schedules.models import Schedule, ScheduleFire
 from tests.schedules.conftest import T0, Clock
@@ -105,9 +106,7 @@ def test_interval_fires_stay_evenly_spaced_across_a_dst_change(
         schedule.refresh_from_db()
 
     times = fire_times(schedule)
-    assert [b - a for a, b in zip(times, times[1:], strict=False)] == [
-        timedelta(hours=1)
-    ] * 3
+    assert [b - a for a, b in pairwise(times)] == [timedelta(hours=1)] * 3
 
 
 @pytest.mark.django_db
@@ -193,9 +192,10 @@ def test_concurrency_queue_starts_the_fire_when_the_run_ends(
 
     second.refresh_from_db()
     assert second.status == "started" and second.execution.status == "running"
-    assert started_trigger(second.execution_id)["fire_time"] == (
-        T0 + 2 * MINUTE
-    ).isoformat()
+    assert (
+        started_trigger(second.execution_id)["fire_time"]
+        == (T0 + 2 * MINUTE).isoformat()
+    )
 
 
 @pytest.mark.django_db

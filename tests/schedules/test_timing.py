@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from itertools import pairwise
 
 from schedules import timing
 from schedules.timing import Trigger
@@ -41,9 +42,7 @@ def test_a_daily_cron_fires_once_on_the_fall_back_day() -> None:
 def test_hourly_fires_every_real_hour_across_fall_back() -> None:
     trigger = Trigger(cron="@hourly", timezone=NY)
     fires = timing.preview(trigger, utc(2026, 11, 1, 3, 30), 5)
-    assert [b - a for a, b in zip(fires, fires[1:], strict=False)] == [
-        timedelta(hours=1)
-    ] * 4
+    assert [b - a for a, b in pairwise(fires)] == [timedelta(hours=1)] * 4
     assert hours(fires) == [
         "11-01 04:00",
         "11-01 05:00",
@@ -54,9 +53,7 @@ def test_hourly_fires_every_real_hour_across_fall_back() -> None:
 
 
 def test_an_interval_counts_real_seconds_across_a_dst_change() -> None:
-    trigger = Trigger(
-        interval_s=3600, timezone=NY, start_at=utc(2026, 3, 8, 5)
-    )
+    trigger = Trigger(interval_s=3600, timezone=NY, start_at=utc(2026, 3, 8, 5))
     fires = timing.preview(trigger, utc(2026, 3, 8, 5), 4)
     assert hours(fires) == ["03-08 06:00", "03-08 07:00", "03-08 08:00", "03-08 09:00"]
 
@@ -112,13 +109,15 @@ def latest_only(trigger: Trigger) -> list[datetime]:
 
 
 def test_it_explains_every_invalid_trigger() -> None:
-    assert "not a valid cron expression" in timing.validate(Trigger(cron="61 * * * *"))[
-        "cron"
-    ]
+    assert (
+        "not a valid cron expression"
+        in timing.validate(Trigger(cron="61 * * * *"))["cron"]
+    )
     assert "not both" in timing.validate(Trigger(cron="@daily", interval_s=5))["cron"]
     assert "cron expression or an interval" in timing.validate(Trigger())["cron"]
     assert "positive" in timing.validate(Trigger(interval_s=0))["interval_s"]
-    assert "unknown time zone 'Mars/Base'" in timing.validate(
-        Trigger(cron="@daily", timezone="Mars/Base")
-    )["timezone"]
+    assert (
+        "unknown time zone 'Mars/Base'"
+        in timing.validate(Trigger(cron="@daily", timezone="Mars/Base"))["timezone"]
+    )
     assert timing.validate(Trigger(cron="@daily", timezone=NY)) == {}
