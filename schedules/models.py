@@ -133,6 +133,13 @@ class Schedule(models.Model):
         if errors:
             raise ValidationError(errors)
 
+    def save_checked(self, now: datetime) -> None:
+        """Validate every field (a ValidationError names each problem), plan
+        the next fire from ``now`` and save. Every surface saves this way."""
+        self.full_clean()
+        self.plan(now)
+        self.save()
+
     def plan(self, now: datetime) -> None:
         """Set the next fire from ``now`` (on creation, edit and resume):
         fires between an earlier plan and now are not owed."""
