@@ -7,6 +7,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from django.db.models import OuterRef, QuerySet, Subquery
+
 from executions import service, templating
 from executions.models import Event, Execution
 
@@ -81,7 +83,7 @@ def runs_page(
 ) -> list[Execution]:
     """Newest runs first, keyset-paged on the id: ids are UUIDv7, so id order
     is start order, and ``before`` is the last id of the previous page."""
-    rows = Execution.objects.order_by("-id")
+    rows = with_trigger(Execution.objects.order_by("-id"))
     if status:
         rows = rows.filter(status=status)
     if path:
@@ -93,6 +95,20 @@ def runs_page(
     if before:
         rows = rows.filter(id__lt=before)
     return list(rows[:limit])
+
+
+def with_trigger(rows: QuerySet[Execution]) -> QuerySet[Execution]:
+    """Runs annotated with ``started_trigger``: what started each (the API,
+    the CLI, a schedule fire, a parent run), from its first event."""
+    started = Event.objects.filter(
+        execution=OuterRef("pk"), kind="execution.started"
+    ).order_by("seq")
+    return rows.annotate(started_trigger=Subquery(started.values("payload__trigger")[:1]))
+
+
+def trigger_summary(trigger: dict[str, Any] | None) -> dict[str, Any]:
+    """A run's trigger without the input it carried (shown in run lists)."""
+    return {k: v for k, v in (trigger or {}).items() if k != "input"}
 
 
 def events_page(execution_id: str, after_seq: int = 0, limit: int = 200) -> list[Event]:

@@ -33,8 +33,9 @@ class ScheduleViewSet(viewsets.ModelViewSet):
 
     def get_queryset(self) -> QuerySet[Schedule]:
         rows = Schedule.objects.order_by("name")
-        if self.request.query_params.get("path"):
-            rows = rows.filter(path=self.request.query_params["path"])
+        for name in ("name", "path"):
+            if self.request.query_params.get(name):
+                rows = rows.filter(**{name: self.request.query_params[name]})
         return rows
 
     @extend_schema(responses=SchedulePageSerializer)

@@ -253,3 +253,38 @@ def test_the_schedules_page_shows_next_fire_and_last_runs(
 
 def test_the_schedules_page_wants_a_login(client: Client, db: None) -> None:
     assert client.get("/schedules/").status_code == 302
+
+
+@pytest.mark.django_db
+def test_a_scheduled_run_names_its_trigger_in_the_run_list(
+    api: APIClient, clock: Any, schedule_factory: Callable[..., Schedule]
+) -> None:
+    from executions.management.commands.runscheduler import Command
+    from tests.schedules.conftest import T0
+
+    schedule = schedule_factory()
+    command = Command()
+    command.clock = clock
+    clock.now = schedule.next_run_at
+    command.round()
+
+    rows = api.get("/api/executions/").json()["results"]
+    assert len(rows) == 1
+    assert rows[0]["trigger"] == {
+        "kind": "schedule",
+        "schedule_id": schedule.id,
+        "schedule": schedule.name,
+        "fire_time": schedule.next_run_at.isoformat(),
+        "fire_kind": "schedule",
+        "idempotency_key": f"schedule:{schedule.id}:{schedule.next_run_at.isoformat()}",
+    }
+    assert T0 < schedule.next_run_at
+
+
+@pytest.mark.django_db
+def test_the_scheduler_clock_is_the_database_clock() -> None:
+    from django.utils import timezone
+
+    from schedules import duty
+
+    assert abs((duty.db_now() - timezone.now()).total_seconds()) < 5

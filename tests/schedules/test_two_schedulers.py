@@ -34,7 +34,7 @@ def copy(ticks: list, barrier: threading.Barrier, errors: list) -> None:
             clock.now = now
             barrier.wait(timeout=60)
             command.fire_schedules()
-    except Exception as exc:  # reported to the test's thread
+    except Exception as exc:  # noqa: BLE001  (reported to the test thread)
         errors.append(exc)
         barrier.abort()
     finally:
