@@ -20,6 +20,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from django.db import IntegrityError, connection, transaction
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from catalog.services import PlaybookError, PlaybookNotFound
@@ -87,13 +88,18 @@ def fire_next_due(now: datetime) -> bool:
 
 
 def _claim_due(now: datetime) -> Schedule | None:
-    rows = (
+    return _claim_query(now).first()
+
+
+def _claim_query(now: datetime) -> QuerySet[Schedule]:
+    """Due schedules, soonest first, skipping rows another copy holds. The
+    predicate implies the ``schedule_due`` partial index's condition."""
+    return (
         Schedule.objects.filter(enabled=True, next_run_at__lte=now)
         .exclude(retry_at__gt=now)
         .order_by("next_run_at")
-        .select_for_update(skip_locked=True)
+        .select_for_update(skip_locked=True)[:1]
     )
-    return rows.first()
 
 
 def _fire_schedule(schedule: Schedule, now: datetime) -> None:
@@ -223,7 +229,11 @@ def start_queued(limit: int = 50) -> int:
     """Start the oldest queued fire of each schedule whose last run ended.
     Returns how many runs started."""
     waiting = ScheduleFire.objects.filter(status=FireStatus.QUEUED)
-    ids = list(waiting.values_list("schedule_id", flat=True).distinct()[:limit])
+    ids = list(
+        waiting.order_by("schedule_id")
+        .values_list("schedule_id", flat=True)
+        .distinct()[:limit]
+    )
     return sum(1 for schedule_id in ids if _start_next_queued(schedule_id))
 
 

@@ -340,3 +340,21 @@ def test_a_signal_only_sets_the_stop_flag() -> None:
     command = Command(stdout=StringIO())
     command.on_signal(signal.SIGTERM, None)
     assert command.stopping is True
+
+
+@pytest.mark.django_db
+def test_the_claim_goes_through_the_due_index_and_skips_locked_rows(
+    schedule_factory: Callable[..., Schedule],
+) -> None:
+    from django.db import connection
+
+    schedule_factory()
+    query = duty._claim_query(T0 + MINUTE)
+    sql, params = query.query.sql_with_params()
+    assert sql.endswith("FOR UPDATE SKIP LOCKED")
+    with connection.cursor() as cursor:
+        # A tiny table would be scanned anyway; ask what the index offers.
+        cursor.execute("SET LOCAL enable_seqscan = off")
+        cursor.execute(f"EXPLAIN {sql}", params)
+        plan = "\n".join(row[0] for row in cursor.fetchall())
+    assert "schedule_due" in plan
