@@ -17,7 +17,7 @@ from typing import Any
 
 from noetl_site import cli
 
-ACTIONS = ["add", "list", "pause", "resume", "delete", "backfill"]
+ACTIONS = ["add", "list", "pause", "resume", "delete", "backfill", "serve"]
 
 
 def add_parser(add: Callable[..., argparse.ArgumentParser]) -> None:
@@ -43,6 +43,9 @@ def add_parser(add: Callable[..., argparse.ArgumentParser]) -> None:
     schedule.add_argument("--to", dest="last", help="backfill: ISO 8601, UTC if naive")
     schedule.add_argument(
         "--rate", type=float, default=5.0, help="backfill: most runs a second"
+    )
+    schedule.add_argument(
+        "--for", dest="duration", type=float, help="serve: stop after this many seconds"
     )
     schedule.set_defaults(func=embedded)
 
@@ -132,6 +135,8 @@ def embedded(args: argparse.Namespace) -> int:
         rows = ScheduleSerializer(Schedule.objects.order_by("name"), many=True).data
         print_schedules(list(rows))
         return cli.EXIT_OK
+    if args.action == "serve":
+        return serve(args.duration)
     if args.action == "add":
         schedule = Schedule(**fields_from_args(args))
         schedule.start_at = when(args.start, "--start")
@@ -167,6 +172,33 @@ def embedded(args: argparse.Namespace) -> int:
     return cli.EXIT_OK
 
 
+def serve(duration: float | None) -> int:
+    """Fire schedules and run their runs in this process (embedded mode's
+    ``runscheduler`` plus workers) until interrupted or ``duration`` ends."""
+    import signal
+    import threading
+
+    from django.conf import settings
+
+    from executions.embedded import EmbeddedRuntime
+
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    runtime = EmbeddedRuntime(
+        workers=settings.NOETL_WORKERS,
+        task_timeout_s=settings.NOETL_TASK_TIMEOUT_S,
+        fire_schedules=True,
+    )
+    print("serving schedules; Ctrl-C stops", flush=True)
+    with runtime:
+        try:
+            stop.wait(duration)
+        except KeyboardInterrupt:
+            pass
+    print("stopped")
+    return cli.EXIT_OK
+
+
 def _find(key: str | None) -> Any:
     from schedules.models import Schedule
 
@@ -185,6 +217,11 @@ def remote(args: argparse.Namespace, client: Any) -> int:
     """The same actions against ``--server``; ``client`` is a remote.Client."""
     from noetl_site.remote import RemoteError
 
+    if args.action == "serve":
+        raise cli.UsageError(
+            "schedule serve is embedded only; a server fires schedules with "
+            "manage.py runscheduler"
+        )
     if args.action == "list":
         print_schedules(client.call("GET", "/api/schedules/")["results"])
         return cli.EXIT_OK

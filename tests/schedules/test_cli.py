@@ -169,3 +169,16 @@ def test_over_rest_the_same_commands_print_the_same_lines(
         "deleted"
     )
     assert ok(remote_noetl(server, "schedule", "list")) == ""
+
+
+def test_embedded_serve_fires_a_schedule_and_runs_it(home: Path) -> None:
+    # The one test here on the real clock: an interval of one second.
+    ok(noetl(home, "register", str(home.parent / "hello.yaml")))
+    ok(noetl(home, "schedule", "add", "often", "--path", PATH, "--every", "1"))
+
+    served = ok(noetl(home, "schedule", "serve", "--for", "4"))
+
+    assert served.endswith("stopped\n")
+    runs = ok(noetl(home, "runs")).splitlines()
+    assert runs and all("\tschedule often@" in run for run in runs)
+    assert "\tcompleted\t" in "\n".join(runs)
