@@ -53,7 +53,8 @@ class ScheduleType:
     last_error: auto
     missed_fires: auto
     fires: list[ScheduleFireType] = strawberry_django.field(
-        description="Every fire, newest first."
+        pagination=True,
+        description="Its fires, newest first (page with pagination: {limit}).",
     )
 
     @strawberry_django.field(description="The next 5 fire times, from now.")
