@@ -89,9 +89,8 @@ class ScheduleAdmin(admin.ModelAdmin):
     def save_model(
         self, request: HttpRequest, obj: Schedule, form: Any, change: bool
     ) -> None:
-        # The form already ran Schedule.clean(); plan from the current clock.
-        obj.plan(duty.db_now())
-        super().save_model(request, obj, form, change)
+        # The same path as every other surface (the form already ran clean()).
+        obj.save_checked(duty.db_now())
 
     @admin.action(description="Pause the selected schedules")
     def pause(self, request: HttpRequest, queryset: QuerySet[Schedule]) -> None:

@@ -41,6 +41,10 @@ class FireKind(models.TextChoices):
     MANUAL = "manual"
 
 
+# A change to any of these plans the next fire afresh.
+TIMING_FIELDS = ("cron", "interval_s", "timezone", "start_at", "end_at", "enabled")
+
+
 class Schedule(models.Model):
     """When a playbook runs, and what the scheduler did about it last.
 
@@ -135,10 +139,21 @@ class Schedule(models.Model):
 
     def save_checked(self, now: datetime) -> None:
         """Validate every field (a ValidationError names each problem), plan
-        the next fire from ``now`` and save. Every surface saves this way."""
+        the next fire from ``now`` when the timing changed, and save. Every
+        surface saves this way. An edit that leaves the timing alone keeps
+        the planned fire, so fires owed after downtime are still caught up."""
         self.full_clean()
-        self.plan(now)
+        if self._timing_changed():
+            self.plan(now)
         self.save()
+
+    def _timing_changed(self) -> bool:
+        if self._state.adding or self.pk is None:
+            return True
+        stored = Schedule.objects.filter(pk=self.pk).values(*TIMING_FIELDS).first()
+        if stored is None:
+            return True
+        return any(stored[name] != getattr(self, name) for name in TIMING_FIELDS)
 
     def plan(self, now: datetime) -> None:
         """Set the next fire from ``now`` (on creation, edit and resume):

@@ -358,3 +358,17 @@ def test_the_claim_goes_through_the_due_index_and_skips_locked_rows(
         cursor.execute(f"EXPLAIN {sql}", params)
         plan = "\n".join(row[0] for row in cursor.fetchall())
     assert "schedule_due" in plan
+
+
+@pytest.mark.django_db
+def test_an_edit_that_keeps_the_timing_keeps_the_owed_fire(
+    clock: Clock, schedule_factory: Callable[..., Schedule]
+) -> None:
+    schedule = schedule_factory()
+    schedule.payload = {"n": 5}
+    schedule.save_checked(T0 + 30 * MINUTE)
+    assert schedule.next_run_at == T0 + MINUTE  # still owed, caught up later
+
+    schedule.interval_s = 600
+    schedule.save_checked(T0 + 30 * MINUTE)
+    assert schedule.next_run_at == T0 + 40 * MINUTE
