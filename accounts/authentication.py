@@ -34,3 +34,9 @@ class BearerTokenAuthentication(authentication.BaseAuthentication):
     def authenticate_header(self, request: Request) -> str:
         # Makes DRF answer 401 (not 403) to a request that needs a login.
         return self.keyword
+
+
+# Describe this scheme in the OpenAPI document. Imported here, where the web
+# process loads its authentication classes, rather than at start-up: the
+# embedded CLI never needs drf-spectacular.
+from accounts import schema  # noqa: E402, F401

@@ -9,9 +9,10 @@ leases and applies inbox rows, as ``runscheduler`` does in distributed mode.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -43,13 +44,17 @@ class LocalControlPlane:
         report = _json(report)
 
         def fold() -> list[dict[str, Any]]:
-            try:
-                service.report(report, worker_id)
-            except (service.Stale, service.Gone) as exc:
-                raise worker_mod.Stale(str(exc)) from exc
-            if not claim_next:
-                return []
-            return service.claim(worker_id, pool=pool, limit=claim_next)
+            with self.runtime.rings_after() as rings:
+                try:
+                    if not claim_next:
+                        service.report(report, worker_id)
+                        return []
+                    _, tasks = service.report_and_claim(
+                        report, worker_id, pool=pool, limit=claim_next)
+                except (service.Stale, service.Gone) as exc:
+                    raise worker_mod.Stale(str(exc)) from exc
+                rings.taken += len(tasks)
+                return tasks
 
         return _json(self.runtime.write(fold))
 
@@ -69,6 +74,14 @@ class LocalControlPlane:
         return service.new_execution_id()
 
 
+class _Rings:
+    """Doorbell rings held back while a report claims what it caused."""
+
+    def __init__(self) -> None:
+        self.dispatched = 0
+        self.taken = 0
+
+
 class EmbeddedRuntime:
     def __init__(self, workers: int = 4, task_timeout_s: float = 600.0,
                  duty_interval_s: float = 1.0, fire_schedules: bool = False) -> None:
@@ -85,6 +98,8 @@ class EmbeddedRuntime:
         self._ended = threading.Condition()
         self._stop = threading.Event()
         self.listeners: list[Callable[[str, list[dict[str, Any]]], None]] = []
+        # Set by rings_after() on the writer thread only.
+        self._held_rings: _Rings | None = None
 
     # -- lifecycle ------------------------------------------------------------
 
@@ -121,10 +136,26 @@ class EmbeddedRuntime:
         service.settle()
         return result
 
+    @contextlib.contextmanager
+    def rings_after(self) -> Iterator[_Rings]:
+        """Hold the doorbell while a report folds and claims its successor:
+        then ring for what is left, so idle slots don't all wake to find the
+        reporting slot already took the work."""
+        rings = self._held_rings = _Rings()
+        try:
+            yield rings
+        finally:
+            self._held_rings = None
+            if rings.dispatched > rings.taken:
+                self.doorbell.ring(rings.dispatched - rings.taken)
+
     def _on_commit(self, execution_id: str, events: list[dict[str, Any]],
                    status: str, dispatched: list[str]) -> None:
         if dispatched:
-            self.doorbell.ring()
+            if self._held_rings is not None:
+                self._held_rings.dispatched += len(dispatched)
+            else:
+                self.doorbell.ring(len(dispatched))
         for listener in self.listeners:
             try:
                 listener(execution_id, events)

@@ -32,7 +32,8 @@ def run_detail(execution: Execution, *, full: bool = False) -> dict[str, Any]:
     """
     variables = (execution.state or {}).get("vars", {})
     steps: dict[str, dict[str, Any]] = {}
-    for run in execution.step_runs.order_by("id"):
+    # Every step has a row from the start; those never reached stay out.
+    for run in execution.step_runs.exclude(status="pending").order_by("id"):
         entry: dict[str, Any] = {
             "status": run.status,
             "runs": run.runs,

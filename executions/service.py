@@ -117,6 +117,8 @@ def start_execution(
             parent_command=parent_command,
         )
         engine = _engine(execution)
+        StepRun.objects.bulk_create(
+            [StepRun(execution=execution, step=name) for name in engine.graph.steps])
         decision = engine.start(
             payload or {},
             playbook_ref={"path": playbook_version.path,
@@ -230,6 +232,7 @@ def _project_commands(execution: Execution, decision: Decision) -> None:
 
 
 def _project_step_runs(execution: Execution, events: list[dict[str, Any]]) -> None:
+    """One UPDATE per step the events touched (rows exist from the start)."""
     touched: dict[str, dict[str, Any]] = {}
     now = timezone.now()
     for ev in events:
@@ -237,35 +240,42 @@ def _project_step_runs(execution: Execution, events: list[dict[str, Any]]) -> No
         if not step or ev["kind"] in TERMINAL_EVENTS or ev["kind"] == "warning":
             continue
         change = touched.setdefault(step, {})
-        kind = ev["kind"]
-        payload = ev["payload"]
-        if (kind == "command.issued" and payload.get("reason") == "route") or \
-                kind == "loop.started" or payload.get("activation"):
-            change["runs"] = change.get("runs", 0) + 1
-            change["status"] = "running"
-            change["started_at"] = now
-            change["ended_at"] = None
-        if kind == "call.done":
-            change.update(status="completed", ended_at=now, error=None)
-        elif kind == "call.error":
-            change.update(status="failed", ended_at=now, error=ev.get("error"))
-        elif kind == "loop.chunk.done":
-            counts = payload["counts"]
-            change["iterations"] = change.get("iterations", 0) + payload["to"] - payload["from"]
-            change["failed_iterations"] = change.get("failed_iterations", 0) + counts["failed"]
-        elif kind == "loop.done":
-            status = "failed" if payload["stats"]["failed"] else "completed"
-            change.update(status=status, ended_at=now, error=ev.get("error"))
-        elif kind == "step.skipped":
-            change.update(status="skipped", ended_at=now)
+        _step_change(change, ev, now)
     for step, change in touched.items():
-        run, _ = StepRun.objects.get_or_create(execution=execution, step=step)
-        for key in ("runs", "iterations", "failed_iterations"):
-            if key in change:
-                setattr(run, key, getattr(run, key) + change.pop(key))
-        for key, value in change.items():
-            setattr(run, key, value)
-        run.save()
+        if not change:
+            continue
+        counters = {key: change.pop(key) for key in _COUNTERS if key in change}
+        updates = {key: F(key) + value for key, value in counters.items()}
+        rows = StepRun.objects.filter(execution=execution, step=step)
+        if not rows.update(**updates, **change):
+            # A run started before its rows were made at start.
+            StepRun.objects.create(execution=execution, step=step, **counters, **change)
+
+
+_COUNTERS = ("runs", "iterations", "failed_iterations")
+
+
+def _step_change(change: dict[str, Any], ev: dict[str, Any], now: Any) -> None:
+    """Fold one event into the pending change of its step's row."""
+    kind = ev["kind"]
+    payload = ev["payload"]
+    if (kind == "command.issued" and payload.get("reason") == "route") or \
+            kind == "loop.started" or payload.get("activation"):
+        change["runs"] = change.get("runs", 0) + 1
+        change.update(status="running", started_at=now, ended_at=None)
+    if kind == "call.done":
+        change.update(status="completed", ended_at=now, error=None)
+    elif kind == "call.error":
+        change.update(status="failed", ended_at=now, error=ev.get("error"))
+    elif kind == "loop.chunk.done":
+        counts = payload["counts"]
+        change["iterations"] = change.get("iterations", 0) + payload["to"] - payload["from"]
+        change["failed_iterations"] = change.get("failed_iterations", 0) + counts["failed"]
+    elif kind == "loop.done":
+        status = "failed" if payload["stats"]["failed"] else "completed"
+        change.update(status=status, ended_at=now, error=ev.get("error"))
+    elif kind == "step.skipped":
+        change.update(status="skipped", ended_at=now)
 
 
 class _Pending(threading.local):
@@ -376,33 +386,50 @@ def claim(worker_id: str, *, pool: str = "default", limit: int = 1,
     A repeated claim (same worker and ``claim_id``, say after a lost
     response) returns the grant it made the first time. Only commands of
     the worker's pool are granted, by id or next in line."""
-    expiry = ExpressionWrapper(Now() + timedelta(seconds=ttl_s or lease_ttl_s()),
-                               output_field=DateTimeField())
-    granted = []
+    with transaction.atomic():
+        return _grant(worker_id, pool, limit, command_ids, claim_id, ttl_s)
+
+
+def _grant(worker_id: str, pool: str, limit: int, command_ids: list[str] | None,
+           claim_id: str, ttl_s: float | None) -> list[dict[str, Any]]:
+    """``claim`` inside the caller's transaction."""
     if claim_id:
         granted = list(Command.objects.filter(
             lease_owner=worker_id, claim_id=claim_id, state=CommandState.RUNNING
         ).values_list("id", flat=True))
         if granted:
-            commands = Command.objects.filter(id__in=granted).select_related("execution")
-            return [_task(command) for command in commands]
-    with transaction.atomic():
-        queryset = Command.objects.filter(state=CommandState.QUEUED).filter(
-            Q(not_before__isnull=True) | Q(not_before__lte=Now())).filter(pool=pool)
-        if command_ids is not None:
-            queryset = queryset.filter(id__in=command_ids)
-        else:
-            queryset = queryset.order_by("created_at")
-        candidates = list(queryset.select_for_update(skip_locked=True)
-                          .values_list("id", flat=True)[:limit])
-        for command_id in candidates:
-            updated = Command.objects.filter(id=command_id, state=CommandState.QUEUED).update(
-                state=CommandState.RUNNING, lease_owner=worker_id, lease_expires_at=expiry,
-                claim_id=claim_id)
-            if updated:
-                granted.append(command_id)
-        commands = list(Command.objects.filter(id__in=granted).select_related(
-            "execution"))
+            return _tasks(granted, worker_id, claim_id)
+    # The grant is found again by this token, so a claim without an id of
+    # its own never mistakes a lease the worker already held for a new one.
+    token = claim_id or f"c:{uuid.uuid4().hex}"
+    expiry = ExpressionWrapper(Now() + timedelta(seconds=ttl_s or lease_ttl_s()),
+                               output_field=DateTimeField())
+    queued = Command.objects.filter(state=CommandState.QUEUED, pool=pool).filter(
+        Q(not_before__isnull=True) | Q(not_before__lte=Now()))
+    if command_ids is not None:
+        ids = list(command_ids)[:limit]
+    else:
+        ids = list(queued.order_by("created_at").select_for_update(skip_locked=True)
+                   .values_list("id", flat=True)[:limit])
+    if not ids or not queued.filter(id__in=ids).update(
+            state=CommandState.RUNNING, lease_owner=worker_id,
+            lease_expires_at=expiry, claim_id=token):
+        return []
+    return _tasks(ids, worker_id, token)
+
+
+def _tasks(ids: list[str], worker_id: str, token: str) -> list[dict[str, Any]]:
+    """What the worker needs for the commands it was just granted. Reads the
+    few columns a task uses, never the run's whole state."""
+    commands = (
+        Command.objects.filter(id__in=ids, lease_owner=worker_id, claim_id=token,
+                               state=CommandState.RUNNING)
+        .select_related("execution")
+        .only("id", "delivery", "step", "payload", "execution__id",
+              "execution__playbook_id", "execution__path")
+        .annotate(env=F("execution__state__env"))
+        .order_by("created_at")
+    )
     return [_task(command) for command in commands]
 
 
@@ -430,33 +457,56 @@ def _task(command: Command) -> dict[str, Any]:
         "iterations": payload.get("iterations"),
         "args": payload.get("args") or {},
         "resume": payload.get("resume"),
-        "env": (execution.state or {}).get("env") or {},
+        "env": getattr(command, "env", None) or {},
     }
 
 
 def report(data: dict[str, Any], worker_id: str = "") -> list[str]:
-    """Fold a worker's final report for a command. Idempotent per delivery."""
-    command_id = data["command_id"]
+    """Fold a worker's final report for a command. Idempotent per delivery.
+    Returns the commands it dispatched."""
     with transaction.atomic():
-        command = Command.objects.filter(id=command_id).values(
-            "execution_id", "state", "delivery").first()
-        if command is None:
-            raise Stale(f"unknown command {command_id}")
-        execution = _lock(command["execution_id"])
-        current = Command.objects.select_for_update().get(id=command_id)
-        if current.state == CommandState.DONE:
-            return []  # a duplicate of a report already folded
-        if execution.status != Status.RUNNING or current.state == CommandState.CANCELLED:
-            raise Gone(f"execution {execution.id} is {execution.status}")
-        if current.delivery != int(data.get("delivery", current.delivery)) or \
-                current.state != CommandState.RUNNING:
-            raise Stale(f"command {command_id} delivery {data.get('delivery')} is stale")
-        log_text = data.pop("log", None)
-        if log_text:
-            data["log_ref"] = _store_log(log_text, execution)
-        engine = _engine(execution)
-        decision = engine.on_report(data)
-        return _persist(execution, engine, decision, worker_id)
+        return _fold_report(data, worker_id)
+
+
+def report_and_claim(data: dict[str, Any], worker_id: str, *, pool: str, limit: int,
+                     claim_id: str = "") -> tuple[list[str], list[dict[str, Any]]]:
+    """A report, and in the same commit a grant to the reporting worker of the
+    command the report caused (or, if it caused none, the next in line), so a
+    chain of steps costs one request and one commit per step. Returns
+    (dispatched command ids, granted tasks)."""
+    with transaction.atomic():
+        dispatched = _fold_report(data, worker_id)
+        tasks = _grant(worker_id, pool, limit, dispatched or None, claim_id, None)
+    return dispatched, tasks
+
+
+def _fold_report(data: dict[str, Any], worker_id: str) -> list[str]:
+    """``report`` inside the caller's transaction."""
+    command_id = data["command_id"]
+    # Command ids start with their execution's id (see the engine), so
+    # the run is locked first and the command read once, under the lock:
+    # every writer of its state or delivery takes the same lock.
+    try:
+        execution = _lock(command_id.split("/", 1)[0])
+    except Execution.DoesNotExist:
+        raise Stale(f"unknown command {command_id}") from None
+    current = Command.objects.filter(id=command_id, execution=execution).values(
+        "state", "delivery").first()
+    if current is None:
+        raise Stale(f"unknown command {command_id}")
+    if current["state"] == CommandState.DONE:
+        return []  # a duplicate of a report already folded
+    if execution.status != Status.RUNNING or current["state"] == CommandState.CANCELLED:
+        raise Gone(f"execution {execution.id} is {execution.status}")
+    if current["delivery"] != int(data.get("delivery", current["delivery"])) or \
+            current["state"] != CommandState.RUNNING:
+        raise Stale(f"command {command_id} delivery {data.get('delivery')} is stale")
+    log_text = data.pop("log", None)
+    if log_text:
+        data["log_ref"] = _store_log(log_text, execution)
+    engine = _engine(execution)
+    decision = engine.on_report(data)
+    return _persist(execution, engine, decision, worker_id)
 
 
 def _store_log(text: str, execution: Execution) -> dict[str, Any]:

@@ -57,10 +57,25 @@ def message_id(pointer: dict[str, Any]) -> str:
     return f"{pointer['command_id']}:{pointer['delivery']}:{pointer['publish_gen']}"
 
 
-async def connect(url: str, **options: Any) -> nats.NATS:
+async def connect(url: str, *, once: bool = False) -> nats.NATS:
+    """A NATS connection that keeps reconnecting while the server is away,
+    or with ``once`` (one-shot commands) fails at the first refusal. Errors
+    are logged as one line, at most every 30 s, instead of a traceback per
+    retry."""
+    last = [0.0]
+
+    async def quiet(exc: Exception) -> None:
+        now = time.monotonic()
+        if now - last[0] >= 30.0:
+            last[0] = now
+            log.warning("NATS at %s: %s: %s", url, type(exc).__name__, exc)
+
     return await nats.connect(
-        url, connect_timeout=2, reconnect_time_wait=0.5, max_reconnect_attempts=-1,
-        **options)
+        url, connect_timeout=2, reconnect_time_wait=0.5,
+        # nats-py drops a server only after more than N failed attempts, and
+        # never with N = 0: one retry is the smallest finite number.
+        allow_reconnect=not once, max_reconnect_attempts=1 if once else -1,
+        error_cb=quiet)
 
 
 async def ensure_stream(js: Any, pools: list[str]) -> None:

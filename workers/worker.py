@@ -99,10 +99,15 @@ class Doorbell:
         self._cond = threading.Condition()
         self._generation = 0
 
-    def ring(self) -> None:
+    def ring(self, slots: int | None = None) -> None:
+        """Wake ``slots`` idle waiters (all of them by default). A slot that
+        is busy at the time sees the ring when it next looks."""
         with self._cond:
             self._generation += 1
-            self._cond.notify_all()
+            if slots is None:
+                self._cond.notify_all()
+            else:
+                self._cond.notify(slots)
 
     def generation(self) -> int:
         return self._generation

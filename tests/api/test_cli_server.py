@@ -140,8 +140,23 @@ def test_it_maps_server_answers_to_exit_codes(server: tuple[str, str]) -> None:
     assert unknown.returncode == 3 and "no execution not-a-run" in unknown.stderr
     refused = noetl(server, "runs", token=False)
     assert refused.returncode == 4 and "credentials were not provided" in refused.stderr
-    local_only = noetl(server, "credential", "list")
+    local_only = noetl(server, "catalog", "list")
     assert local_only.returncode == 2 and "local database only" in local_only.stderr
+
+
+def test_it_saves_and_lists_credentials_over_the_api(server: tuple[str, str]) -> None:
+    data = '{"host": "db.example", "password": "s3cret-over-rest"}'
+    added = noetl(server, "credential", "add", "remote_pg", "--type", "postgres",
+                  "--data", data)
+    assert added.returncode == 0, added.stderr
+    replaced = noetl(server, "credential", "add", "remote_pg", "--type", "postgres",
+                     "--data", '{"host": "db2.example", "password": "changed"}')
+    assert replaced.returncode == 0, replaced.stderr
+    listed = noetl(server, "credential", "list")
+    assert listed.returncode == 0 and "remote_pg\tpostgres" in listed.stdout
+    assert "s3cret" not in listed.stdout + added.stdout + added.stderr
+    bad = noetl(server, "credential", "add", "x", "--type", "postgres", "--data", "[1]")
+    assert bad.returncode == 2 and "non-empty JSON object" in bad.stderr
 
 
 def test_it_reports_an_unreachable_server(tmp_path: Path) -> None:

@@ -30,6 +30,23 @@ def _nats_up() -> bool:
         return False
 
 
+def _restart_nats(old_pid: int) -> None:
+    """Start NATS again once the old process is gone: start-stop-daemon sees
+    a server still shutting down as running and would do nothing."""
+    for _ in range(200):
+        try:
+            os.kill(old_pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.05)
+    subprocess.run(NATS_START, check=True)
+    for _ in range(100):
+        if _nats_up():
+            return
+        time.sleep(0.1)
+    pytest.fail("NATS did not come back after the restart")
+
+
 def test_a_worker_killed_mid_loop_loses_and_repeats_nothing(stack: Driver, scratch_pg):
     stack.register(PLAYBOOKS / "loop_exactly_once.yaml")
     run = stack.start("tests/distributed/loop_exactly_once",
@@ -105,11 +122,7 @@ def test_restarting_nats_mid_runs_loses_nothing(stack: Driver):
                 for _ in range(5)]
         time.sleep(2.0)
     finally:
-        subprocess.run(NATS_START, check=True)
-        for _ in range(100):
-            if _nats_up():
-                break
-            time.sleep(0.1)
+        _restart_nats(int(pid[0]))
     statuses = stack.wait(runs + more, timeout=180)
     assert set(statuses.values()) == {"completed"}, statuses
     stack.completions_once(runs + more)

@@ -175,14 +175,17 @@ def report(request: HttpRequest, worker: WorkerRegistration, body: dict) -> Http
     hands back the same grant."""
     data = body["report"]
     want = body.get("claim_next") or {}
+    limit = max(0, min(int(want.get("max") or 0), worker.capacity))
     with dispatch.deferred() as handled:
-        dispatched = service.report(data, worker.id)
-        service.settle()
-        tasks = []
-        if want.get("max"):
+        tasks: list[dict[str, Any]] = []
+        if limit:
             claim_id = f"r:{data['command_id']}:{data.get('delivery')}"
-            tasks = _claim(worker, want, claim_id, dispatched or None)
+            _, tasks = service.report_and_claim(data, worker.id, pool=worker.pool,
+                                                limit=limit, claim_id=claim_id)
             handled.update(task["command_id"] for task in tasks)
+        else:
+            service.report(data, worker.id)
+        service.settle()
     return answer({"accepted": True, "tasks": tasks})
 
 

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 
+import nats.errors
+
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
@@ -30,7 +32,7 @@ class Command(BaseCommand):
         pools = options["pools"] or ["default"]
 
         async def setup() -> None:
-            nc = await dispatch.connect(url, allow_reconnect=False)
+            nc = await dispatch.connect(url, once=True)
             try:
                 if options["delete"]:
                     await nc.jetstream().delete_stream(dispatch.stream_name())
@@ -41,6 +43,8 @@ class Command(BaseCommand):
 
         try:
             asyncio.run(setup())
+        except nats.errors.NoServersError:
+            raise CommandError(f"cannot reach NATS at {url}: is the server running?")
         except Exception as exc:
             raise CommandError(f"NATS setup at {url} failed: {type(exc).__name__}: {exc}")
         if options["delete"]:
