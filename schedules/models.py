@@ -43,6 +43,16 @@ class FireKind(models.TextChoices):
 
 # A change to any of these plans the next fire afresh.
 TIMING_FIELDS = ("cron", "interval_s", "timezone", "start_at", "end_at", "enabled")
+EDITABLE = (
+    *TIMING_FIELDS,
+    "name",
+    "path",
+    "version",
+    "payload",
+    "catchup",
+    "max_catchup",
+    "concurrency",
+)
 
 
 class Schedule(models.Model):
@@ -143,13 +153,20 @@ class Schedule(models.Model):
         surface saves this way. An edit that leaves the timing alone keeps
         the planned fire, so fires owed after downtime are still caught up."""
         self.full_clean()
+        if self._state.adding:
+            self.plan(now)
+            self.save()
+            return
+        # Write only what a user edits: the scheduler may be updating the
+        # fire state of this row meanwhile, and that must not be undone.
+        fields = [f.name for f in self._meta.concrete_fields if f.name in EDITABLE]
         if self._timing_changed():
             self.plan(now)
-        self.save()
+            fields += ["next_run_at", "retry_at"]
+            self.retry_at = None
+        self.save(update_fields=[*fields, "updated_at"])
 
     def _timing_changed(self) -> bool:
-        if self._state.adding or self.pk is None:
-            return True
         stored = Schedule.objects.filter(pk=self.pk).values(*TIMING_FIELDS).first()
         if stored is None:
             return True

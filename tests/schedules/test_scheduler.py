@@ -372,3 +372,21 @@ def test_an_edit_that_keeps_the_timing_keeps_the_owed_fire(
     schedule.interval_s = 600
     schedule.save_checked(T0 + 30 * MINUTE)
     assert schedule.next_run_at == T0 + 40 * MINUTE
+
+
+@pytest.mark.django_db
+def test_an_edit_does_not_undo_a_fire_made_meanwhile(
+    clock: Clock, schedule_factory: Callable[..., Schedule]
+) -> None:
+    schedule = schedule_factory()
+    edited = Schedule.objects.get(id=schedule.id)  # a form loaded before the fire
+    clock.now = T0 + MINUTE
+    scheduler(clock).round()
+
+    edited.payload = {"n": 9}
+    edited.save_checked(clock.now)
+
+    schedule.refresh_from_db()
+    assert schedule.payload == {"n": 9}
+    assert schedule.next_run_at == T0 + 2 * MINUTE
+    assert schedule.last_status == "started"
