@@ -51,7 +51,9 @@ class Command(BaseCommand):
         parser.add_argument(
             "--repair-after", type=float, default=settings.NOETL_REPAIR_AFTER_S
         )
-        parser.add_argument("--once", action="store_true", help="run one round and exit")
+        parser.add_argument(
+            "--once", action="store_true", help="run one round and exit"
+        )
 
     def handle(self, *args: Any, **options: Any) -> str:
         for signum in (signal.SIGTERM, signal.SIGINT):
