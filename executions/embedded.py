@@ -84,7 +84,7 @@ class _Rings:
 
 class EmbeddedRuntime:
     def __init__(self, workers: int = 4, task_timeout_s: float = 600.0,
-                 duty_interval_s: float = 1.0) -> None:
+                 duty_interval_s: float = 1.0, fire_schedules: bool = False) -> None:
         self.writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="noetl-writer")
         self.doorbell = worker_mod.Doorbell()
         self.control_plane = LocalControlPlane(self)
@@ -92,6 +92,9 @@ class EmbeddedRuntime:
             self.control_plane, concurrency=workers, doorbell=self.doorbell,
             worker_id="embedded", idle_poll_s=1.0, task_timeout_s=task_timeout_s)
         self.duty_interval_s = duty_interval_s
+        # Only `noetl schedule serve` fires schedules: a one-off `noetl run`
+        # must not start unrelated runs it would abandon on exit.
+        self.fire_schedules = fire_schedules
         self._ended = threading.Condition()
         self._stop = threading.Event()
         self.listeners: list[Callable[[str, list[dict[str, Any]]], None]] = []
@@ -172,6 +175,12 @@ class EmbeddedRuntime:
 
     def _duty_round(self) -> None:
         close_old_connections()
+        if self.fire_schedules:
+            from schedules import duty
+
+            duty.fire_due(duty.db_now())
+            duty.start_queued()
+            service.settle()
         if service.duty_round():
             self.doorbell.ring()
 

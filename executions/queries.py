@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from django.db.models import QuerySet
+from django.db.models import OuterRef, QuerySet, Subquery
 
 from executions import service, templating
 from executions.models import Event, Execution
@@ -87,7 +87,7 @@ def runs_page(
     rows = runs_queryset(
         status=status, path=path, since=since, parent=parent, before=before
     )
-    return list(rows[:limit])
+    return list(with_trigger(rows)[:limit])
 
 
 def runs_queryset(
@@ -112,6 +112,20 @@ def runs_queryset(
     if before:
         rows = rows.filter(id__lt=before)
     return rows
+
+
+def with_trigger(rows: QuerySet[Execution]) -> QuerySet[Execution]:
+    """Runs annotated with ``started_trigger``: what started each (the API,
+    the CLI, a schedule fire, a parent run), from its first event."""
+    started = Event.objects.filter(
+        execution=OuterRef("pk"), kind="execution.started"
+    ).order_by("seq")
+    return rows.annotate(started_trigger=Subquery(started.values("payload__trigger")[:1]))
+
+
+def trigger_summary(trigger: dict[str, Any] | None) -> dict[str, Any]:
+    """A run's trigger without the input it carried (shown in run lists)."""
+    return {k: v for k, v in (trigger or {}).items() if k != "input"}
 
 
 def events_page(execution_id: str, after_seq: int = 0, limit: int = 200) -> list[Event]:

@@ -300,19 +300,33 @@ def cmd_catalog(args: argparse.Namespace) -> int:
 
 def cmd_runs(args: argparse.Namespace) -> int:
     from executions.models import Execution
+    from executions.queries import with_trigger
 
-    rows = Execution.objects.order_by("-created_at", "-id")
+    rows = with_trigger(Execution.objects.order_by("-created_at", "-id"))
     if args.status:
         rows = rows.filter(status=args.status)
-    rows = rows.values("id", "status", "path", "version", "created_at")
-    print_runs(rows[: args.limit])
+    print_runs(
+        {**row, "trigger": row.pop("started_trigger")}
+        for row in rows.values(*ROW_FIELDS, "started_trigger")[: args.limit]
+    )
     return EXIT_OK
+
+
+ROW_FIELDS = ("id", "status", "path", "version", "created_at")
 
 
 def print_runs(rows: Any) -> None:
     for row in rows:
         print(f"{row['id']}\t{row['status']}\t{row['path']} v{row['version']}\t"
-              f"{row['created_at']:%Y-%m-%d %H:%M:%S}")
+              f"{row['created_at']:%Y-%m-%d %H:%M:%S}\t{trigger_label(row.get('trigger'))}")
+
+
+def trigger_label(trigger: dict[str, Any] | None) -> str:
+    """``schedule nightly@2026-01-01T02:00:00+00:00``, or the kind alone."""
+    trigger = trigger or {}
+    if trigger.get("kind") == "schedule":
+        return f"schedule {trigger.get('schedule')}@{trigger.get('fire_time')}"
+    return trigger.get("kind") or ""
 
 
 def cmd_show(args: argparse.Namespace) -> int:
@@ -474,6 +488,10 @@ def parser() -> argparse.ArgumentParser:
     credential.add_argument("--data", help="JSON object, or @file")
     credential.add_argument("--description")
     credential.set_defaults(func=cmd_credential)
+
+    from schedules import cli as schedule_cli
+
+    schedule_cli.add_parser(add)
     return top
 
 

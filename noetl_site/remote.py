@@ -283,6 +283,12 @@ def cmd_credential(args: argparse.Namespace, client: Client) -> int:
     return cli.EXIT_OK
 
 
+def cmd_schedule(args: argparse.Namespace, client: Client) -> int:
+    from schedules import cli as schedule_cli
+
+    return schedule_cli.remote(args, client)
+
+
 COMMANDS = {
     "run": cmd_run,
     "register": cmd_register,
@@ -290,6 +296,7 @@ COMMANDS = {
     "show": cmd_show,
     "cancel": cmd_cancel,
     "credential": cmd_credential,
+    "schedule": cmd_schedule,
 }
 
 

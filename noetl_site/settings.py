@@ -36,6 +36,7 @@ INSTALLED_APPS = [
     "executions",
     "credentials",
     "workers",
+    "schedules",
 ]
 
 MIDDLEWARE = [
@@ -146,6 +147,10 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_NAME_OVERRIDES": {
+        "FireStatusEnum": "schedules.models.FireStatus",
+        "FireKindEnum": "schedules.models.FireKind",
+    },
 }
 
 LOGGING = {

@@ -11,10 +11,12 @@ urlpatterns = [
     path("api/worker/v1/", include("workers.api.urls")),
     path("api/catalog/", include("catalog.api.urls")),
     path("api/executions/", include("executions.api.urls")),
+    path("api/schedules/", include("schedules.api.urls")),
     path("api/", include("credentials.api.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
     path("api/auth/", include("rest_framework.urls")),
     path("graphql", graphql_view, name="graphql"),
     path("admin/", admin.site.urls),
+    path("schedules/", include("schedules.urls")),
 ]

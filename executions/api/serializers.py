@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import Any
+
 from rest_framework import serializers
 
 from executions.models import Event, Execution, Status, TransientVariable
@@ -25,9 +27,28 @@ class CancelSerializer(serializers.Serializer):
 class ExecutionSerializer(serializers.ModelSerializer):
     """A run in a list: no results, no steps."""
 
+    trigger = serializers.SerializerMethodField(
+        help_text="What started the run: kind (api, cli, schedule, parent, ...) "
+        "and, for a schedule, schedule_id and fire_time."
+    )
+
     class Meta:
         model = Execution
-        fields = ["id", "path", "version", "status", "parent", "created_at", "ended_at"]
+        fields = [
+            "id",
+            "path",
+            "version",
+            "status",
+            "parent",
+            "created_at",
+            "ended_at",
+            "trigger",
+        ]
+
+    def get_trigger(self, execution: Execution) -> dict[str, Any]:
+        from executions.queries import trigger_summary
+
+        return trigger_summary(getattr(execution, "started_trigger", None))
 
 
 class StepSerializer(serializers.Serializer):
