@@ -93,3 +93,37 @@ def _insert_sql(model: type[models.Model], count: int) -> str:
     row = "(" + ", ".join(["%s"] * len(fields)) + ")"
     return (f"INSERT INTO {quote(model._meta.db_table)} ({columns}) VALUES "
             + ", ".join([row] * count))
+
+
+# The database's clock, as each vendor writes it (the same text Django's
+# Now() produces, so these values compare with the ORM's).
+_NOW = {
+    "postgresql": "STATEMENT_TIMESTAMP()",
+    "sqlite": "STRFTIME('%%Y-%%m-%%d %%H:%%M:%%f', 'NOW')",
+}
+_NOW_PLUS = {
+    "postgresql": "STATEMENT_TIMESTAMP() + %s * INTERVAL '1 second'",
+    "sqlite": "STRFTIME('%%Y-%%m-%%d %%H:%%M:%%f', 'NOW', %s)",
+}
+
+
+def grant_leases(ids: list[str], pool: str, worker_id: str, token: str,
+                 ttl_s: float) -> int:
+    """Lease the queued, due commands among ``ids`` of ``pool`` to a worker,
+    until the database's now + ``ttl_s``. The one statement here that is
+    written per vendor: the lease is timed by the database clock, never by
+    this process's (DESIGN-NOTES R6). Returns how many were granted."""
+    from executions.models import Command
+
+    vendor = connection.vendor
+    ttl: Any = f"+{ttl_s} seconds" if vendor == "sqlite" else ttl_s
+    placeholders = ", ".join(["%s"] * len(ids))
+    sql = (
+        f"UPDATE {connection.ops.quote_name(Command._meta.db_table)} SET state = %s, "
+        f"lease_owner = %s, claim_id = %s, lease_expires_at = {_NOW_PLUS[vendor]} "
+        f"WHERE id IN ({placeholders}) AND state = %s AND pool = %s "
+        f"AND (not_before IS NULL OR not_before <= {_NOW[vendor]})"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, ["running", worker_id, token, ttl, *ids, "queued", pool])
+        return cursor.rowcount

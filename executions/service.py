@@ -396,7 +396,9 @@ def _grant(worker_id: str, pool: str, limit: int, command_ids: list[str] | None,
            fresh: dict[str, dict[str, Any]] | None = None) -> list[dict[str, Any]]:
     """``claim`` inside the caller's transaction. ``fresh`` holds the tasks
     of commands this transaction created, which need not be read back."""
-    if claim_id:
+    if claim_id and not fresh:
+        # A repeated claim (a fresh report made no grant before) gets its
+        # first grant back.
         granted = list(Command.objects.filter(
             lease_owner=worker_id, claim_id=claim_id, state=CommandState.RUNNING
         ).values_list("id", flat=True))
@@ -405,20 +407,16 @@ def _grant(worker_id: str, pool: str, limit: int, command_ids: list[str] | None,
     # The grant is found again by this token, so a claim without an id of
     # its own never mistakes a lease the worker already held for a new one.
     token = claim_id or f"c:{uuid.uuid4().hex}"
-    expiry = ExpressionWrapper(Now() + timedelta(seconds=ttl_s or lease_ttl_s()),
-                               output_field=DateTimeField())
-    queued = Command.objects.filter(state=CommandState.QUEUED, pool=pool).filter(
-        Q(not_before__isnull=True) | Q(not_before__lte=Now()))
     if command_ids is not None:
         ids = list(command_ids)[:limit]
     else:
+        queued = Command.objects.filter(state=CommandState.QUEUED, pool=pool).filter(
+            Q(not_before__isnull=True) | Q(not_before__lte=Now()))
         ids = list(queued.order_by("created_at").select_for_update(skip_locked=True)
                    .values_list("id", flat=True)[:limit])
     if not ids:
         return []
-    granted = queued.filter(id__in=ids).update(
-        state=CommandState.RUNNING, lease_owner=worker_id, lease_expires_at=expiry,
-        claim_id=token)
+    granted = rawsql.grant_leases(ids, pool, worker_id, token, ttl_s or lease_ttl_s())
     if fresh and granted == len(ids) and all(i in fresh for i in ids):
         return [fresh[i] for i in ids]
     return _tasks(ids, worker_id, token) if granted else []
