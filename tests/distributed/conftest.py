@@ -100,12 +100,21 @@ class Driver:
             "and state in ('queued', 'running', 'waiting')", ids)
         assert open_commands == [], f"commands left open: {open_commands[:5]}"
 
-    def worker_id(self, proc: subprocess.Popen) -> str:
+    def worker_id(self, proc: subprocess.Popen, timeout: float = 20.0) -> str:
+        """The id of a worker process's registration; a worker that was just
+        started registers a moment later, so this waits for it."""
         name = proc.name  # type: ignore[attr-defined]
-        rows = self.sql("select id from workers_workerregistration where name = %s and "
-                        "status = 'active' order by registered_at desc limit 1", name)
-        assert rows, f"worker {name} is not registered"
-        return rows[0][0]
+        deadline = time.monotonic() + timeout
+        while True:
+            rows = self.sql("select id from workers_workerregistration where name = %s "
+                            "and status = 'active' order by registered_at desc limit 1",
+                            name)
+            if rows:
+                return rows[0][0]
+            if time.monotonic() > deadline:
+                pytest.fail(f"worker {name} did not register within {timeout}s; "
+                            f"logs in {self.stack.log_dir}")
+            time.sleep(0.1)
 
 
 def _stack(name: str, tmp: Path, **options: Any) -> DevStack:
