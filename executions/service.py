@@ -15,9 +15,10 @@ import logging
 import threading
 import uuid
 from datetime import timedelta
+from collections.abc import Callable
 from typing import Any
 
-from django.db import transaction
+from django.db import DatabaseError, transaction
 from django.db.models import DateTimeField, ExpressionWrapper, F, Q
 from django.db.models.functions import Now
 from django.utils import timezone
@@ -117,18 +118,16 @@ def start_execution(
             parent=parent,
             parent_command=parent_command,
         )
-        engine = _engine(execution)
-        StepRun.objects.bulk_create(
-            [StepRun(execution=execution, step=name) for name in engine.graph.steps])
-        decision = engine.start(
-            payload or {},
-            playbook_ref={"path": playbook_version.path,
-                          "version": playbook_version.version,
-                          "catalog_id": str(playbook_version.id),
-                          "digest": playbook_version.digest},
-            trigger=trigger,
-            env=_template_env(),
-        )
+        StepRun.objects.bulk_create([
+            StepRun(execution=execution, step=name)
+            for name in _engine(execution).graph.steps])
+        playbook_ref = {"path": playbook_version.path,
+                        "version": playbook_version.version,
+                        "catalog_id": str(playbook_version.id),
+                        "digest": playbook_version.digest}
+        engine, decision = _decide(execution, "start", lambda engine: engine.start(
+            payload or {}, playbook_ref=playbook_ref, trigger=trigger,
+            env=_template_env()))
         dispatched = _persist(execution, engine, decision)
     return execution, dispatched
 
@@ -146,6 +145,28 @@ def _engine(execution: Execution) -> Engine:
     return Engine(parsed, execution.state or initial_state(), _values,
                   execution_id=execution.id, catalog_id=str(execution.playbook_id),
                   graph=graph)
+
+
+def _decide(execution: Execution, what: str,
+            act: Callable[[Engine], Decision]) -> tuple[Engine, Decision]:
+    """Feed one input to the run's engine, under the caller's lock. If the
+    engine raises (a defect, never the playbook's fault: those are failed
+    steps), the run ends failed with the reason; left alone it would raise
+    again on every retry and hold its commands, and the duties, forever."""
+    engine = _engine(execution)
+    try:
+        return engine, act(engine)
+    except DatabaseError:
+        raise
+    except Exception as exc:
+        log.exception("the engine failed on %s of run %s", what, execution.id)
+        # The failed call may have changed the state in place: start again
+        # from what is stored.
+        execution.state = Execution.objects.values_list("state", flat=True).get(
+            id=execution.id)
+        engine = _engine(execution)
+        message = f"internal error on {what}: {type(exc).__name__}: {exc}"
+        return engine, engine.on_fault(message[:2000])
 
 
 # -- persisting a decision ----------------------------------------------------
@@ -355,17 +376,22 @@ def process_inbox(execution_id: str) -> list[str]:
         items = list(Inbox.objects.filter(execution=execution).order_by("id"))
         if not items:
             return []
-        engine = _engine(execution)
-        for item in items:
-            if execution.status != Status.RUNNING:
-                break
-            if item.kind == "child_done":
-                engine.on_child_done(item.payload["command_id"], item.payload["child"])
-            elif item.kind == "cancel":
-                engine.on_cancel(item.payload.get("reason", "cancelled"))
+        engine, decision = _decide(
+            execution, "cross-run messages", lambda engine: _apply_inbox(engine, items))
         Inbox.objects.filter(id__in=[i.id for i in items]).delete()
-        dispatched = _persist(execution, engine, engine.decision)
+        dispatched = _persist(execution, engine, decision)
     return dispatched
+
+
+def _apply_inbox(engine: Engine, items: list[Inbox]) -> Decision:
+    for item in items:
+        if not engine.running:
+            break
+        if item.kind == "child_done":
+            engine.on_child_done(item.payload["command_id"], item.payload["child"])
+        elif item.kind == "cancel":
+            engine.on_cancel(item.payload.get("reason", "cancelled"))
+    return engine.decision
 
 
 def pending_inbox() -> list[str]:
@@ -514,8 +540,8 @@ def _fold_report(data: dict[str, Any], worker_id: str,
     log_text = data.pop("log", None)
     if log_text:
         data["log_ref"] = _store_log(log_text, execution)
-    engine = _engine(execution)
-    decision = engine.on_report(data)
+    engine, decision = _decide(execution, f"the report of {command_id}",
+                               lambda engine: engine.on_report(data))
     dispatched = _persist(execution, engine, decision, worker_id)
     if fresh is not None:
         env = (execution.state or {}).get("env")
@@ -569,8 +595,9 @@ def expire_leases(limit: int = 100) -> list[str]:
             ).first()
             if current is None:
                 continue  # renewed, reported or expired by another copy meanwhile
-            engine = _engine(execution)
-            decision = engine.on_lost(command_id, f"lease of {current.lease_owner} expired")
+            reason = f"lease of {current.lease_owner} expired"
+            engine, decision = _decide(execution, f"the lost lease of {command_id}",
+                                       lambda engine: engine.on_lost(command_id, reason))
             dispatched += _persist(execution, engine, decision)
             dispatched.append(command_id)
     return dispatched
@@ -606,8 +633,9 @@ def release(command_id: str, delivery: int, worker_id: str,
             raise Stale(f"command {command_id} delivery {delivery} is not held by {worker_id}")
         if execution.status != Status.RUNNING:
             raise Gone(f"execution {execution.id} is {execution.status}")
-        engine = _engine(execution)
-        decision = engine.on_lost(command_id, f"{reason} ({worker_id})")
+        engine, decision = _decide(
+            execution, f"the release of {command_id}",
+            lambda engine: engine.on_lost(command_id, f"{reason} ({worker_id})"))
         return _persist(execution, engine, decision) + [command_id]
 
 
@@ -634,8 +662,8 @@ def cancel(execution_id: str, reason: str = "cancelled by user", by: str = "") -
         execution = _lock(execution_id)
         if execution.status != Status.RUNNING:
             return False
-        engine = _engine(execution)
-        decision = engine.on_cancel(reason, by or None)
+        engine, decision = _decide(execution, "cancel",
+                                   lambda engine: engine.on_cancel(reason, by or None))
         _persist(execution, engine, decision)
     return True
 

@@ -481,7 +481,8 @@ def referenced_names(value: Any) -> set[str]:
 def _names_in(source: str) -> frozenset[str]:
     try:
         tree = _environment(False).parse(source)
-    except jinja2.TemplateSyntaxError:
+        # Compiling the tree also checks filter and test names.
+        return frozenset(meta.find_undeclared_variables(tree))
+    except jinja2.TemplateError:
         # Rendering reports the error with context; analysis just skips it.
         return frozenset()
-    return frozenset(meta.find_undeclared_variables(tree))

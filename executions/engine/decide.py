@@ -167,6 +167,17 @@ class Engine:
         self.settle()
         return self.decision
 
+    def on_fault(self, message: str) -> Decision:
+        """End the run failed because the engine could not process an input.
+        A defect would raise again on every retry, so failing the run with
+        the reason is the only way it does not stay running forever."""
+        if self.running:
+            error = {"kind": "internal", "retryable": False, "message": message}
+            self.emit(event("workflow.failed", status="failed", payload={
+                "status": "failed", "final_step": None, "result": None, "error": error,
+            }))
+        return self.decision
+
     def on_cancel(self, reason: str = "cancelled", by: str | None = None) -> Decision:
         if self.running:
             self.emit(event("execution.cancelled", payload={

@@ -83,6 +83,8 @@ def test_it_reports_yaml_syntax_errors_with_a_line(home: Path, tmp_path: Path) -
     ("playbook", "message"),
     [
         ("errors_template.yaml", "cannot render template '{{ 1 / 0 }}'"),
+        ("errors_filter.yaml", "No filter named 'nosuchfilter'"),
+        ("errors_filter_arc.yaml", "No filter named 'nosuchloopfilter'"),
         ("errors_credential.yaml", "credential 'no_such_credential' does not exist"),
         ("errors_http.yaml", "connection refused"),
         ("errors_python.yaml", "ValueError: bad value from user code"),

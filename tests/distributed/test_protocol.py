@@ -227,3 +227,24 @@ def test_a_deregistered_worker_token_stops_working(client, worker):
     assert status == 200
     status, _ = call(client, "post", "heartbeat", {"held": []}, worker["token"])
     assert status == 401
+
+
+def test_a_report_the_engine_cannot_fold_fails_the_run_instead_of_wedging_it(
+        client, worker, run, monkeypatch):
+    from executions.engine.decide import Engine
+
+    def broken(self, report):
+        raise RuntimeError("a defect in the engine")
+
+    task = _claim(client, worker, claim_id="c-1")[0]
+    monkeypatch.setattr(Engine, "on_report", broken)
+    status, reply = call(client, "post", "report", {"report": _ok_report(task, 1)},
+                         worker["token"])
+    assert status == 200, reply
+
+    run.refresh_from_db()
+    assert run.status == "failed"
+    assert run.error["kind"] == "internal"
+    assert "RuntimeError: a defect in the engine" in run.error["message"]
+    assert not Command.objects.filter(execution=run, state__in=["queued", "running"])
+    assert Event.objects.filter(execution=run, kind="workflow.failed").count() == 1
