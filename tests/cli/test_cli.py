@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.shared import CONFORMANCE_PLAYBOOKS
+
 REPO = Path(__file__).resolve().parents[2]
 PLAYBOOKS = REPO / "tests" / "playbooks"
 SUITE_ONLY = ("DJANGO_SETTINGS_MODULE", "DATABASE_URL", "NATS_URL")
@@ -62,7 +64,7 @@ def test_it_keeps_history_between_invocations(home: Path) -> None:
 
 
 def test_it_rejects_an_invalid_playbook_and_writes_nothing(home: Path) -> None:
-    broken = REPO.parent / "shared" / "conformance" / "playbooks" / "broken_playbooks"
+    broken = CONFORMANCE_PLAYBOOKS / "broken_playbooks"
     done = noetl(home, "run", str(broken / "should_error_tool_is_required.yaml"))
     assert done.returncode == 2
     assert "workflow[2]" in done.stderr and "line 39" in done.stderr

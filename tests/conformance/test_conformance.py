@@ -41,8 +41,8 @@ from typing import Any
 import pytest
 import yaml
 
-REPO = Path(__file__).resolve().parents[2]
-SHARED = Path(os.environ.get("NOETL_SHARED_DIR") or REPO.parent / "shared")
+from tests.shared import REPO, SHARED
+
 CONFORMANCE = SHARED / "conformance"
 PLAYBOOKS = CONFORMANCE / "playbooks"
 EXPECTATIONS = CONFORMANCE / "expectations.yaml"

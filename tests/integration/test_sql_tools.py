@@ -31,17 +31,6 @@ DSN = (
 )
 
 
-def _reachable() -> bool:
-    try:
-        with psycopg.connect(DSN, connect_timeout=3):
-            return True
-    except psycopg.Error:
-        return False
-
-
-pytestmark = pytest.mark.skipif(not _reachable(), reason=f"no PostgreSQL at {DSN}")
-
-
 def _lookup(store: dict[str, dict[str, Any]]) -> Callable[[str], dict[str, Any]]:
     def credential(name: str) -> dict[str, Any]:
         if name not in store:

@@ -10,8 +10,9 @@ from typing import Any
 import pytest
 
 from catalog.dsl import Issue, PlaybookError, load_yaml, parse_playbook
+from tests.shared import CONFORMANCE_PLAYBOOKS
 
-FIXTURES = Path(__file__).resolve().parents[3] / "shared/conformance/playbooks"
+FIXTURES = CONFORMANCE_PLAYBOOKS
 BROKEN = FIXTURES / "broken_playbooks/should_error_tool_is_required.yaml"
 
 HEADER = """\
