@@ -12,6 +12,7 @@ from django.db.models import Max, OuterRef, Subquery
 from catalog.dsl import PlaybookError, parse_playbook
 from catalog.models import PlaybookVersion
 from executions.engine.graph import Graph, build_graph
+from workers.tools import supported_kinds
 
 __all__ = [
     "PlaybookError",
@@ -34,7 +35,7 @@ def register(text: str) -> tuple[PlaybookVersion, bool]:
     Raises PlaybookError (with every issue, each naming its YAML path and
     line) before anything is written.
     """
-    parsed = parse_playbook(text)
+    parsed = parse_playbook(text, known_kinds=supported_kinds())
     digest = hashlib.sha256(text.encode()).hexdigest()
     path = parsed["path"]
     with transaction.atomic():

@@ -498,6 +498,7 @@ def parser() -> argparse.ArgumentParser:
 def _validate_files_first(args: argparse.Namespace) -> None:
     """Refuse an invalid playbook before anything (even the database) is written."""
     from catalog.dsl import PlaybookError, parse_playbook
+    from workers.tools import supported_kinds
 
     names = list(getattr(args, "files", None) or [])
     target = getattr(args, "target", None)
@@ -510,9 +511,13 @@ def _validate_files_first(args: argparse.Namespace) -> None:
         except OSError as exc:
             raise UsageError(f"cannot read {name}: {exc.strerror}") from None
         try:
-            parse_playbook(text)
+            parsed = parse_playbook(text, known_kinds=supported_kinds())
         except PlaybookError as exc:
             raise UsageError(f"{name} is not a valid playbook:\n{exc}") from None
+        for warning in parsed["warnings"]:
+            line = f" (line {warning['line']})" if warning["line"] else ""
+            print(f"warning: {name}: {warning['path']}{line}: {warning['message']}",
+                  file=sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -533,7 +538,16 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def entry() -> None:
-    sys.exit(main())
+    try:
+        code = main()
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # The reader went away (``noetl runs | head``): stop quietly, and
+        # keep the interpreter from complaining while it flushes at exit.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        code = 1
+    sys.exit(code)
 
 
 if __name__ == "__main__":

@@ -159,6 +159,9 @@ def embedded(args: argparse.Namespace) -> int:
         except ValueError as exc:
             raise cli.UsageError(str(exc)) from None
         print_backfilled(schedule.name, done.created, done.existing)
+        if done.created:
+            # Embedded runs need a process to execute them; nothing else runs.
+            print("the runs wait for `noetl schedule serve` to execute them")
         return cli.EXIT_OK
     if args.action == "delete":
         schedule.delete()

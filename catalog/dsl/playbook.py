@@ -30,13 +30,16 @@ _PROFILES = ("local", "distributed", "auto")
 _METADATA_FLAGS = ("exposed_in_ui", "exposes_as_mcp", "agent")
 
 
-def parse_playbook(text: str | bytes) -> dict[str, Any]:
-    """Validate and normalise a playbook; raise PlaybookError with every problem."""
+def parse_playbook(
+    text: str | bytes, known_kinds: frozenset[str] | None = None
+) -> dict[str, Any]:
+    """Validate and normalise a playbook; raise PlaybookError with every problem.
+    With ``known_kinds``, a task of another kind gets a warning."""
     data, lines = load_yaml(text)
     if not isinstance(data, dict):
         message = f"a playbook must be a YAML mapping, not {type_name(data)}"
         raise PlaybookError([Issue("", 1 if lines else None, message)])
-    ck = Checker(lines)
+    ck = Checker(lines, known_kinds=known_kinds)
     playbook = _playbook(ck, data)
     if ck.errors:
         warnings = _in_line_order(ck.warnings)

@@ -23,6 +23,9 @@ class Checker:
     errors: list[Issue] = field(default_factory=list)
     warnings: list[Issue] = field(default_factory=list)
     context: str | None = None
+    # The tool kinds this installation runs; others are accepted with a
+    # warning (DSL 10.22). None skips the check (pure parsing, tests).
+    known_kinds: frozenset[str] | None = None
 
     def within(self, context: str | None) -> Checker:
         # The copy shares the issue lists, so nothing has to be merged back.

@@ -169,10 +169,14 @@ def _task(
 
 
 def _kind(ck: Checker, kind: Any, path: str) -> str:
-    # Kinds are not checked against a list: an unknown kind fails at run time.
+    # An unknown kind is only a warning: the playbook may target a newer
+    # installation, and the step fails at run time with a clear error.
     if not isinstance(kind, str) or not kind:
         ck.error(path, "'kind' must be a non-empty string")
         return ""
+    if ck.known_kinds is not None and kind not in ck.known_kinds:
+        ck.warn(path, f"tool kind '{kind}' is not supported by this NoETL version; "
+                      "the step will fail when it runs")
     return kind
 
 

@@ -126,3 +126,11 @@ def test_it_never_shows_or_stores_credential_secrets(home: Path) -> None:
     for path in home.rglob("*"):
         if path.is_file():
             assert secret.encode() not in path.read_bytes(), path
+
+
+def test_it_registers_an_unsupported_tool_kind_with_a_warning(home: Path) -> None:
+    done = noetl(home, "register", str(PLAYBOOKS / "errors_unsupported.yaml"))
+    assert done.returncode == 0, done.stderr
+    assert "registered tests/errors_unsupported v1" in done.stdout
+    assert "workflow[0].tool.kind (line 6)" in done.stderr
+    assert "tool kind 'snowflake' is not supported by this NoETL version" in done.stderr

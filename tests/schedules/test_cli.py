@@ -65,7 +65,8 @@ def test_embedded_add_list_pause_resume_backfill_delete(home: Path) -> None:
             "1000",
         )
     )
-    assert backfilled == "backfilled nightly: 3 run(s) started, 0 already existed\n"
+    assert backfilled == ("backfilled nightly: 3 run(s) started, 0 already existed\n"
+                          "the runs wait for `noetl schedule serve` to execute them\n")
     again = ok(
         noetl(
             home,

@@ -858,3 +858,11 @@ def test_issue_equality_ignores_the_display_context() -> None:
     assert issue == Issue("workflow[1].tool", 7, "bad")
     assert str(issue) == "workflow[1] (step 'x').tool (line 7): bad"
     assert str(Issue("", None, "empty")) == "<document>: empty"
+
+
+def test_it_warns_about_a_tool_kind_it_does_not_know_when_told_the_known_ones():
+    text = HEADER + "workflow:\n  - step: a\n    tool: {kind: teleport}\n"
+    assert parse_playbook(text)["warnings"] == []
+    warnings = parse_playbook(text, known_kinds=frozenset({"noop"}))["warnings"]
+    assert [w["path"] for w in warnings] == ["workflow[0].tool.kind"]
+    assert "tool kind 'teleport' is not supported" in warnings[0]["message"]

@@ -23,6 +23,11 @@ KINDS = {
 }
 
 
+def supported_kinds() -> frozenset[str]:
+    """Every tool kind a playbook may use here, the engine's own included."""
+    return frozenset(KINDS) | {"playbook", "workbook"}
+
+
 def run_tool(kind: str, config: dict[str, Any], ctx: ToolContext) -> dict[str, Any]:
     module_name = KINDS.get(kind)
     if module_name is None:
