@@ -491,6 +491,7 @@ def _task(command_id: str, delivery: int, step_name: str, payload: dict[str, Any
         "args": payload.get("args") or {},
         "resume": payload.get("resume"),
         "env": env or {},
+        **({"keychain": parsed["keychain"]} if parsed.get("keychain") else {}),
     }
 
 

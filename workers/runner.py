@@ -24,6 +24,7 @@ from executions import templating
 from executions.engine.scope import Scope, base_names, split_set_key
 from executions.engine.values import Values
 from workers import tools
+from workers.keychain import Keychain, KeychainError
 from workers.tools.base import DEFAULT_TIMEOUT_S, ToolContext
 
 MAX_JUMPS = 10_000
@@ -128,6 +129,13 @@ class CommandRunner:
         self.log_size = 0
         self.base = base_names(
             task["execution_id"], task.get("catalog_id", ""), task.get("env") or {}
+        )
+        # Strings the keychain revealed to this command: masked out of its report.
+        self.revealed: set[str] = set()
+        self.keychain = (
+            Keychain(task["keychain"], credential, self._render_entry, self.revealed.update)
+            if task.get("keychain")
+            else None
         )
 
     # -- the command ------------------------------------------------------
@@ -376,9 +384,17 @@ class CommandRunner:
                 "done": False,
             }
         names["iter"] = iter_scope
+        if self.keychain is not None:
+            names["keychain"] = self.keychain
         if extra:
             names.update(extra)
         return scope.context(templates, names)
+
+    def _render_entry(self, value: Any) -> Any:
+        """Render a keychain entry's field (it may read the workload or
+        another entry)."""
+        context = self._context([value], Pipeline(), None)
+        return templating.plain(templating.render_value(value, context))
 
     def _render_config(
         self, task: dict, p: Pipeline, item: dict | None, merged_input: dict[str, Any]
@@ -412,7 +428,11 @@ class CommandRunner:
         ):
             whole = self._context(["{{ ctx }}"], p, item)
             rendered["context"] = templating.plain(
-                {k: v for k, v in whole.items() if k not in ("ctx", "workload")}
+                {
+                    k: v
+                    for k, v in whole.items()
+                    if k not in ("ctx", "workload", "keychain")
+                }
             )
         return rendered
 
@@ -467,8 +487,12 @@ class CommandRunner:
             merged_input = {**_inputs(task["config"]), **merged_input}
         try:
             config = self._render_config(effective, p, item, merged_input)
-        except templating.TemplateError as exc:
-            return _error("template", f"task {task['label']!r}: {exc}")
+        except (templating.TemplateError, KeychainError) as exc:
+            unresolved = KeychainError in (type(exc), type(exc.__cause__))
+            return _error(
+                "credential" if unresolved else "template",
+                f"task {task['label']!r}: {exc}",
+            )
         if kind == "playbook":
             raise Suspend({"pipeline": p.snapshot()}, child=self._child_spec(config))
         timeout = float(

@@ -298,6 +298,7 @@ class Worker:
                 self._held.pop(task["command_id"], None)
         if cancelled.is_set():
             return None
+        secrets |= runner.revealed
         if secrets:
             report = mask(report, secrets)
         return self._report(report)

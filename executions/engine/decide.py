@@ -731,6 +731,9 @@ def step_names_needed(
         if task["kind"] == "python" and "context" in str(task["config"]):
             return None
     names = needed_names(sources)
+    if "keychain" in names:
+        # Entries are rendered on the worker, with what they read.
+        names |= needed_names([playbook.get("keychain") or []])
     if names & {"ctx", "workload", "context", "vars"}:
         return None
     return frozenset(names)

@@ -134,3 +134,36 @@ def test_it_registers_an_unsupported_tool_kind_with_a_warning(home: Path) -> Non
     assert "registered tests/errors_unsupported v1" in done.stdout
     assert "workflow[0].tool.kind (line 6)" in done.stderr
     assert "tool kind 'snowflake' is not supported by this NoETL version" in done.stderr
+
+
+def test_it_resolves_keychain_entries_when_read_and_masks_their_values(
+    home: Path,
+) -> None:
+    added = noetl(home, "credential", "add", "kc_api", "--type", "http_bearer", "--data",
+                  '{"user": "svc", "token": "tok-5ecret-value"}')
+    assert added.returncode == 0, added.stderr
+    os.environ["NOETL_TEST_KEYCHAIN_SECRET"] = "env-5ecret-value"
+    try:
+        done = noetl(home, "run", str(PLAYBOOKS / "keychain.yaml"), "--json")
+    finally:
+        del os.environ["NOETL_TEST_KEYCHAIN_SECRET"]
+    assert done.returncode == 0, done.stdout + done.stderr
+    result = json.loads(done.stdout)["steps"]["start"]["result"]
+    # Every string a keychain entry holds is redacted, static ones too.
+    assert result == {"region": "***", "region_ok": True, "level": 3, "user": "svc",
+                      "token_ok": True, "token": "***", "env_ok": True}
+    assert json.loads(done.stdout)["steps"]["missing"]["result"] == {"x": "absent"}
+    shown = noetl(home, "show", json.loads(done.stdout)["execution_id"], "--json")
+    database = (home / "noetl.db").read_bytes()
+    for secret in ("tok-5ecret-value", "env-5ecret-value"):
+        assert secret not in done.stdout + done.stderr + shown.stdout
+        assert secret.encode() not in database
+
+
+def test_it_fails_a_step_whose_keychain_entry_cannot_be_resolved(home: Path) -> None:
+    done = noetl(home, "run", str(PLAYBOOKS / "keychain_broken.yaml"), "--json")
+    assert done.returncode == 1
+    error = json.loads(done.stdout)["error"]
+    assert error["kind"] == "credential"
+    assert "keychain entry 'api'" in error["message"]
+    assert "no_such_credential" in error["message"]
