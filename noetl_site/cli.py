@@ -293,9 +293,14 @@ def cmd_catalog(args: argparse.Namespace) -> int:
     rows = PlaybookVersion.objects.order_by("path", "-version")
     if args.prefix:
         rows = rows.filter(path__startswith=args.prefix)
-    for row in rows:
-        print(f"{row.path}\tv{row.version}\t{row.name}\t{row.created_at:%Y-%m-%d %H:%M}")
+    print_catalog(rows.values("path", "version", "name", "created_at"))
     return EXIT_OK
+
+
+def print_catalog(rows: Any) -> None:
+    for row in rows:
+        print(f"{row['path']}\tv{row['version']}\t{row['name']}\t"
+              f"{row['created_at']:%Y-%m-%d %H:%M}")
 
 
 def cmd_runs(args: argparse.Namespace) -> int:

@@ -114,6 +114,17 @@ class Client:
                 raise
         return self.call("POST", "/api/credentials/", json={"name": name, **body})
 
+    def catalog(self, prefix: str) -> list[dict[str, Any]]:
+        """The newest version of each playbook under ``prefix``, every page."""
+        rows: list[dict[str, Any]] = []
+        after: str | None = ""
+        while after is not None:
+            page = self.call("GET", "/api/catalog/",
+                             params={"path_prefix": prefix, "after": after})
+            rows += page["results"]
+            after = page["next_after"]
+        return rows
+
     def credentials(self) -> list[dict[str, Any]]:
         body = self.call("GET", "/api/credentials/")
         return body["results"] if isinstance(body, dict) else body
@@ -232,6 +243,14 @@ def cmd_runs(args: argparse.Namespace, client: Client) -> int:
     return cli.EXIT_OK
 
 
+def cmd_catalog(args: argparse.Namespace, client: Client) -> int:
+    rows = client.catalog(args.prefix or "")
+    cli.print_catalog(
+        {**row, "created_at": datetime.fromisoformat(row["created_at"])} for row in rows
+    )
+    return cli.EXIT_OK
+
+
 def cmd_show(args: argparse.Namespace, client: Client) -> int:
     doc = cli.run_document(client.execution(args.execution_id))
     events, after_seq = [], 0
@@ -292,6 +311,7 @@ def cmd_schedule(args: argparse.Namespace, client: Client) -> int:
 COMMANDS = {
     "run": cmd_run,
     "register": cmd_register,
+    "catalog": cmd_catalog,
     "runs": cmd_runs,
     "show": cmd_show,
     "cancel": cmd_cancel,

@@ -75,7 +75,10 @@ class HttpControlPlane:
             except httpx.TransportError as exc:
                 if attempt + 1 >= attempts:
                     raise
-                log.warning("%s %s failed (%s); retrying", method, path, exc)
+                # A first failure is most often a kept-alive connection the
+                # server had just closed: worth a retry, not a warning.
+                level = logging.DEBUG if attempt == 0 else logging.WARNING
+                log.log(level, "%s %s failed (%s); retrying", method, path, exc)
             else:
                 if response.status_code < 500 and response.status_code != 429:
                     return response

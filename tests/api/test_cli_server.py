@@ -140,8 +140,14 @@ def test_it_maps_server_answers_to_exit_codes(server: tuple[str, str]) -> None:
     assert unknown.returncode == 3 and "no execution not-a-run" in unknown.stderr
     refused = noetl(server, "runs", token=False)
     assert refused.returncode == 4 and "credentials were not provided" in refused.stderr
-    local_only = noetl(server, "catalog", "list")
-    assert local_only.returncode == 2 and "local database only" in local_only.stderr
+
+
+def test_it_lists_the_catalog_over_the_api(server: tuple[str, str], hello: Path) -> None:
+    assert noetl(server, "register", str(hello)).returncode == 0
+    listed = noetl(server, "catalog", "list", "--prefix", "tests/cli")
+    assert listed.returncode == 0, listed.stderr
+    assert listed.stdout.startswith("tests/cli/hello\tv1\thello\t")
+    assert noetl(server, "catalog", "list", "--prefix", "elsewhere").stdout == ""
 
 
 def test_it_saves_and_lists_credentials_over_the_api(server: tuple[str, str]) -> None:
