@@ -343,12 +343,21 @@ def cmd_show(args: argparse.Namespace) -> int:
     doc = summary(args.execution_id)
     execution = Execution.objects.get(id=args.execution_id)
     events = [
-        {"seq": e.seq, "ts": e.ts.isoformat(), "kind": e.kind, "step": e.step,
-         "status": e.status, "error": e.error}
+        shown_event(e.seq, e.ts.isoformat(), e.kind, e.step, e.status, e.error, e.payload)
         for e in execution.events.order_by("seq")
     ]
     print_show(doc, events, as_json=args.json)
     return EXIT_OK
+
+
+def shown_event(seq: int, ts: str, kind: str, step: str, status: str,
+                error: dict[str, Any] | None, payload: Any) -> dict[str, Any]:
+    """One event as ``noetl show`` prints it; a warning keeps its text."""
+    shown = {"seq": seq, "ts": ts, "kind": kind, "step": step, "status": status,
+             "error": error}
+    if kind == "warning" and isinstance(payload, dict):
+        shown["message"] = payload.get("message")
+    return shown
 
 
 def print_show(doc: dict[str, Any], events: list[dict[str, Any]], *,
@@ -362,8 +371,8 @@ def print_show(doc: dict[str, Any], events: list[dict[str, Any]], *,
         print(f"  {step:30} {entry['status']:10} runs={entry['runs']}")
     print("events:")
     for e in events:
-        err = f"  {e['error'].get('message')}" if e["error"] else ""
-        print(f"  #{e['seq']:<4} {e['kind']:20} {e['step']}{err}")
+        note = e["error"].get("message") if e["error"] else e.get("message")
+        print(f"  #{e['seq']:<4} {e['kind']:20} {e['step']}" + (f"  {note}" if note else ""))
     if doc.get("error"):
         print(f"error: {doc['error'].get('message', doc['error'])}")
 

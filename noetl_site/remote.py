@@ -257,14 +257,10 @@ def cmd_show(args: argparse.Namespace, client: Client) -> int:
     while True:
         page = client.events(args.execution_id, after_seq)
         events += [
-            {
-                "seq": e["seq"],
-                "ts": datetime.fromisoformat(e["ts"]).isoformat(),
-                "kind": e["kind"],
-                "step": e["step"],
-                "status": e["status"],
-                "error": e["error"],
-            }
+            cli.shown_event(
+                e["seq"], datetime.fromisoformat(e["ts"]).isoformat(), e["kind"],
+                e["step"], e["status"], e["error"], e.get("payload"),
+            )
             for e in page["results"]
         ]
         if len(page["results"]) < EVENTS_PAGE:

@@ -167,3 +167,10 @@ def test_it_fails_a_step_whose_keychain_entry_cannot_be_resolved(home: Path) -> 
     assert error["kind"] == "credential"
     assert "keychain entry 'api'" in error["message"]
     assert "no_such_credential" in error["message"]
+
+
+def test_it_shows_the_text_of_a_warning_event(home: Path) -> None:
+    done = noetl(home, "run", str(PLAYBOOKS / "errors_filter_arc.yaml"), "--json")
+    shown = noetl(home, "show", json.loads(done.stdout)["execution_id"])
+    warning = next(line for line in shown.stdout.splitlines() if " warning " in line)
+    assert "No filter named 'nosuchfilter'" in warning
