@@ -47,7 +47,14 @@ def _syntax_issue(exc: yaml.MarkedYAMLError) -> Issue:
     line = mark.line + 1 if mark is not None else None
     problem = exc.problem or "syntax error"
     if exc.context:
-        problem = f"{exc.context}, {problem}"
+        # The construct that is left open often starts lines before where
+        # the parser notices: name both places.
+        started = exc.context_mark
+        if started is not None and exc.problem_mark is not None and \
+                started.line != exc.problem_mark.line:
+            problem = f"{exc.context} started on line {started.line + 1}, {problem}"
+        else:
+            problem = f"{exc.context}, {problem}"
     return Issue("", line, f"invalid YAML: {problem}")
 
 

@@ -866,3 +866,11 @@ def test_it_warns_about_a_tool_kind_it_does_not_know_when_told_the_known_ones():
     warnings = parse_playbook(text, known_kinds=frozenset({"noop"}))["warnings"]
     assert [w["path"] for w in warnings] == ["workflow[0].tool.kind"]
     assert "tool kind 'teleport' is not supported" in warnings[0]["message"]
+
+
+def test_it_names_the_line_where_an_unclosed_mapping_starts() -> None:
+    text = HEADER + "workflow:\n  - step: a\n    tool: {kind: noop\n  - step: b\n"
+    error = reject(text)
+
+    assert error.issues[0].line == 7
+    assert "flow mapping started on line 6" in str(error)
