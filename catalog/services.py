@@ -7,7 +7,7 @@ from functools import lru_cache
 from typing import Any
 
 from django.db import transaction
-from django.db.models import Max, OuterRef, Subquery
+from django.db.models import Max, OuterRef, QuerySet, Subquery
 
 from catalog.dsl import PlaybookError, parse_playbook
 from catalog.models import PlaybookVersion
@@ -17,6 +17,7 @@ __all__ = [
     "PlaybookError",
     "PlaybookNotFound",
     "compiled",
+    "latest_queryset",
     "latest_versions",
     "register",
     "resolve",
@@ -83,6 +84,12 @@ def compiled(version: PlaybookVersion | int, digest: str = "") -> tuple[dict[str
 def latest_versions(path_prefix: str = "", after: str = "",
                     limit: int = 50) -> list[PlaybookVersion]:
     """The newest version of each path, in path order (keyset on path)."""
+    return list(latest_queryset(path_prefix, after)[:limit])
+
+
+def latest_queryset(path_prefix: str = "", after: str = "") -> QuerySet[PlaybookVersion]:
+    """The unevaluated query behind ``latest_versions``, for callers that
+    narrow it further (the UI, to the paths a user may view)."""
     newest = (PlaybookVersion.objects.filter(path=OuterRef("path"))
               .order_by("-version").values("version")[:1])
     rows = PlaybookVersion.objects.filter(version=Subquery(newest))
@@ -90,7 +97,7 @@ def latest_versions(path_prefix: str = "", after: str = "",
         rows = rows.filter(path__startswith=path_prefix)
     if after:
         rows = rows.filter(path__gt=after)
-    return list(rows.order_by("path")[:limit])
+    return rows.order_by("path")
 
 
 def versions_of(path: str) -> list[PlaybookVersion]:

@@ -136,8 +136,10 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
 }
-LOGIN_URL = "/api/auth/login/"
-LOGIN_REDIRECT_URL = "/api/docs/"
+# The browser UI's login page; the API's own (/api/auth/login/) works too.
+LOGIN_URL = "/login/"
+LOGIN_REDIRECT_URL = "/"
+LOGOUT_REDIRECT_URL = "/login/"
 SPECTACULAR_SETTINGS = {
     "TITLE": "NoETL API",
     "DESCRIPTION": "Playbooks, executions, credentials and runtime variables.",

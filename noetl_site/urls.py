@@ -1,4 +1,5 @@
 from django.contrib import admin
+from django.contrib.auth import views as auth_views
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
@@ -19,4 +20,9 @@ urlpatterns = [
     path("graphql", graphql_view, name="graphql"),
     path("admin/", admin.site.urls),
     path("schedules/", include("schedules.urls")),
+    path("catalog/", include("catalog.urls")),
+    path("workers/", include("workers.urls")),
+    path("login/", auth_views.LoginView.as_view(), name="login"),
+    path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("", include("executions.urls")),
 ]
