@@ -21,6 +21,7 @@ from django.contrib.auth.models import User
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from catalog import services as catalog
+from executions import control
 from executions.embedded import EmbeddedRuntime
 from executions.models import Execution
 
@@ -242,3 +243,23 @@ def test_a_long_run_is_cancelled_from_its_page(
     )
     shot(page, "08-run-cancelled")
     assert Execution.objects.get(id=run_id(page)).status == "cancelled"
+
+
+def test_the_runs_list_follows_runs_without_a_reload(
+    page: Page, runtime: EmbeddedRuntime
+) -> None:
+    catalog.register(SLOW)
+    catalog.register(BROKEN)
+    slow_id = runtime.start_run("tests/browser/slow")
+    log_in(page, "/runs/")
+    row = page.locator(f"tr[data-run='{slow_id}'] .status")
+    expect(row).to_have_text("running")
+
+    # A run ending elsewhere changes its row; a new run is announced.
+    control.cancel_tree(slow_id, user=None, reason="stopped by a test")
+    expect(row).to_have_text("cancelled")
+    runtime.start_run("tests/browser/broken")
+    expect(page.locator("#newer")).to_be_visible()
+    shot(page, "09-runs-list-live")
+    page.click("#newer a")
+    expect(page.locator("tbody tr")).to_have_count(2)
