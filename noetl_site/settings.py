@@ -138,8 +138,7 @@ REST_FRAMEWORK = {
 }
 # The browser UI's login page; the API's own (/api/auth/login/) works too.
 LOGIN_URL = "/login/"
-LOGIN_REDIRECT_URL = "/"
-LOGOUT_REDIRECT_URL = "/login/"
+LOGIN_REDIRECT_URL = "/api/docs/"  # after the API's login; the UI's goes to /
 SPECTACULAR_SETTINGS = {
     "TITLE": "NoETL API",
     "DESCRIPTION": "Playbooks, executions, credentials and runtime variables.",

@@ -22,7 +22,7 @@ urlpatterns = [
     path("schedules/", include("schedules.urls")),
     path("catalog/", include("catalog.urls")),
     path("workers/", include("workers.urls")),
-    path("login/", auth_views.LoginView.as_view(), name="login"),
-    path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("login/", auth_views.LoginView.as_view(next_page="/"), name="login"),
+    path("logout/", auth_views.LogoutView.as_view(next_page="/login/"), name="logout"),
     path("", include("executions.urls")),
 ]

@@ -74,6 +74,9 @@ def test_logging_in_leads_back_to_the_page_asked_for(member: User) -> None:
         "/login/", {"username": "member", "password": "pw", "next": "/runs/"}
     )
     assert response.status_code == 302 and response["Location"] == "/runs/"
+    client.post("/logout/")
+    plain = client.post("/login/", {"username": "member", "password": "pw"})
+    assert plain["Location"] == "/"
     refused = client.post("/login/", {"username": "member", "password": "nope"})
     assert "didn't match" in refused.content.decode()
 
