@@ -112,7 +112,7 @@ def load() -> None:
         status = statuses[i % len(statuses)]
         ended = None if status == "running" else created + timedelta(seconds=3)
         rows.append((uuid7(int(created.timestamp() * 1000)), created, ended, status))
-    big_id = rows[-2][0]  # a recent completed run
+    big_id = next(row[0] for row in reversed(rows) if row[3] == "completed")
 
     with connection.cursor() as cursor:
         cursor.execute(

@@ -128,7 +128,6 @@ class Bar:
     width: float
     start: datetime
     end: datetime | None
-    chunks: list[Bar] = field(default_factory=list)
 
     @property
     def duration_ms(self) -> float | None:
@@ -138,14 +137,31 @@ class Bar:
 
 
 @dataclass
+class Row:
+    """A step's bar, and under a loop step its chunks of iterations, in
+    lanes: chunks that ran at the same time sit in different lanes."""
+
+    bar: Bar
+    lanes: list[list[Bar]] = field(default_factory=list)
+
+    @property
+    def chunk_count(self) -> int:
+        return sum(len(lane) for lane in self.lanes)
+
+
+@dataclass
 class Timeline:
-    bars: list[Bar]
+    rows: list[Row]
     start: datetime
     end: datetime
 
     @property
     def span_ms(self) -> float:
         return round((self.end - self.start).total_seconds() * 1000, 1)
+
+
+# A parallel loop's chunks stack in at most this many lanes.
+MAX_LANES = 16
 
 
 def timeline(
@@ -162,17 +178,30 @@ def timeline(
     def place(label: str, status: str, begin: datetime, finish: datetime | None) -> Bar:
         left = max(0.0, (begin - start).total_seconds() / span * 100)
         right = ((finish or end) - start).total_seconds() / span * 100
-        width = max(0.4, min(100.0, right) - left)
+        width = max(0.2, min(100.0, right) - left)
         return Bar(label, status, round(left, 2), round(width, 2), begin, finish)
 
-    bars = []
+    rows = []
     for step in steps:
         if step["started_at"] is None:
             continue
         bar = place(step["step"], step["status"], step["started_at"], step["ended_at"])
-        bar.chunks = [
-            place(chunk["label"], chunk["status"], chunk["start"], chunk["end"])
-            for chunk in chunks.get(step["step"], [])
-        ]
-        bars.append(bar)
-    return Timeline(bars=bars, start=start, end=end)
+        spans = sorted(chunks.get(step["step"], []), key=lambda c: c["start"])
+        bars = [place(c["label"], c["status"], c["start"], c["end"]) for c in spans]
+        rows.append(Row(bar, _lanes(bars)))
+    return Timeline(rows=rows, start=start, end=end)
+
+
+def _lanes(bars: list[Bar]) -> list[list[Bar]]:
+    """Each bar (by start) into the first lane free by then."""
+    lanes: list[list[Bar]] = []
+    for bar in bars:
+        free = next(
+            (lane for lane in lanes if lane[-1].left + lane[-1].width <= bar.left),
+            None,
+        )
+        if free is None and len(lanes) < MAX_LANES:
+            free = []
+            lanes.append(free)
+        (free if free is not None else lanes[-1]).append(bar)
+    return lanes
