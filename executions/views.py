@@ -207,6 +207,7 @@ def run_detail(request: HttpRequest, execution_id: str) -> HttpResponse:
             "timeline": layout.timeline(
                 execution.created_at, end, steps, queries.chunk_spans(execution.id)
             ),
+            "chunk_cap": queries.TIMELINE_CHUNKS,
             "events": events,
             "events_next": next_after,
             "live": {

@@ -16,7 +16,7 @@ from django.test import Client
 from django.utils import timezone
 
 from catalog import services as catalog
-from executions import control, views
+from executions import control, queries, views
 from executions.models import Execution, StepRun
 from noetl_site import access
 from tests.api.conftest import playbook_yaml
@@ -282,7 +282,7 @@ def test_a_failed_run_shows_its_error_and_the_failed_step(
 
 
 def test_a_loop_shows_its_chunks_of_iterations_on_the_timeline(
-    browser: Client, start: Start
+    browser: Client, start: Start, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     catalog.register(
         "apiVersion: noetl.io/v2\nkind: Playbook\n"
@@ -319,6 +319,12 @@ def test_a_loop_shows_its_chunks_of_iterations_on_the_timeline(
     covered = [i for first, last in chunks for i in range(first, last + 1)]
     assert len(chunks) > 1 and sorted(covered) == [0, 1, 2, 3, 4]
     assert "↻ start" in page  # a loop step is marked in the graph
+    assert f"{len(chunks)} chunks" in page
+
+    # A long loop draws its first chunks only, and says so.
+    monkeypatch.setattr(queries, "TIMELINE_CHUNKS", 2)
+    capped = html(browser.get(f"/runs/{run.id}/"))
+    assert "the first 2 chunks" in capped
 
 
 def test_the_event_list_pages_by_seq(
