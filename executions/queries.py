@@ -121,7 +121,9 @@ def with_trigger(rows: QuerySet[Execution]) -> QuerySet[Execution]:
     started = Event.objects.filter(
         execution=OuterRef("pk"), kind="execution.started"
     ).order_by("seq")
-    return rows.annotate(started_trigger=Subquery(started.values("payload__trigger")[:1]))
+    return rows.annotate(
+        started_trigger=Subquery(started.values("payload__trigger")[:1])
+    )
 
 
 def trigger_summary(trigger: dict[str, Any] | None) -> dict[str, Any]:
@@ -273,11 +275,13 @@ def step_logs(execution_id: str, step: str) -> list[dict[str, Any]]:
     ]
 
 
-def status_counts(since: datetime, cap: int) -> dict[str, int]:
-    """Runs started since ``since`` per status, each count stopping at
+def status_counts(
+    rows: QuerySet[Execution], since: datetime, cap: int
+) -> dict[str, int]:
+    """``rows`` started since ``since`` per status, each count stopping at
     ``cap`` + 1 (shown as "cap+"), so a long history costs no full count."""
     return {
-        status: Execution.objects.filter(status=status, created_at__gte=since)
+        status: rows.filter(status=status, created_at__gte=since)
         .order_by()[: cap + 1]
         .count()
         for status in Status.values

@@ -73,9 +73,10 @@ def _elapsed_ms(start: datetime, end: datetime | None) -> float:
 @page
 def dashboard(request: HttpRequest) -> HttpResponse:
     since = timezone.now() - timedelta(days=1)
-    counts = queries.status_counts(since, COUNT_CAP)
-    failures = queries.runs_page(status=Status.FAILED, limit=10)
-    failures = [run for run in failures if access.can_view(request.user, run.path)]
+    visible = access.viewable(request.user, Execution.objects.all())
+    counts = queries.status_counts(visible, since, COUNT_CAP)
+    failed = queries.runs_queryset(status=Status.FAILED)
+    failures = access.viewable(request.user, failed).defer("state", "result")[:10]
     workers = list(
         WorkerRegistration.objects.filter(status=WorkerStatus.ACTIVE).order_by(
             "pool", "name"

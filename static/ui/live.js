@@ -25,6 +25,16 @@
     setTimeout(tick, POLL_MS);
   }
 
+  // As the server's "duration" filter writes it.
+  function duration(ms) {
+    if (ms < 1000) return Math.round(ms) + " ms";
+    var s = ms / 1000;
+    if (s < 60) return s.toFixed(1) + " s";
+    var m = Math.floor(s / 60);
+    if (m < 60) return m + " min " + Math.floor(s % 60) + " s";
+    return Math.floor(m / 60) + " h " + (m % 60) + " min";
+  }
+
   function setStatus(el, status) {
     el.className = el.className.replace(/status-\w+/, "status-" + status);
     el.textContent = status;
@@ -49,7 +59,7 @@
         var run = data.runs[id];
         row.dataset.status = run.status;
         setStatus(row.querySelector(".status"), run.status);
-        row.querySelector(".duration").textContent = Math.round(run.duration_ms) + " ms";
+        row.querySelector(".duration").textContent = duration(run.duration_ms);
       });
       if (data.newer) document.getElementById("newer").hidden = false;
     });
@@ -88,7 +98,7 @@
         });
         setStatus(document.getElementById("run-status"), data.status);
         document.getElementById("run-duration").textContent =
-          Math.round(data.duration_ms) + " ms";
+          duration(data.duration_ms);
         if (afterSeq !== null) appendEvents(data.events);
         if (data.status !== "running") {
           // The header, result and timeline are drawn by the server.

@@ -1,10 +1,14 @@
-"""Where the run page draws the step graph and the timeline's bars (pure)."""
+"""Where the run page draws the step graph and the timeline's bars, and how
+it writes durations (pure)."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
 from executions.layout import MAX_LANES, step_graph, timeline
+from executions.templatetags.runs import duration
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -115,3 +119,17 @@ def test_lanes_stop_at_a_bound_however_parallel_the_loop() -> None:
     }
     row = timeline(T0, at(10), steps, chunks).rows[0]
     assert len(row.lanes) == MAX_LANES and row.chunk_count == 40
+
+
+@pytest.mark.parametrize(
+    ("ms", "text"),
+    [
+        (None, ""),
+        (57.4, "57 ms"),
+        (1840, "1.8 s"),
+        (184_000, "3 min 4 s"),
+        (7_500_000, "2 h 5 min"),
+    ],
+)
+def test_durations_read_as_a_person_says_them(ms: float | None, text: str) -> None:
+    assert duration(ms) == text
