@@ -125,6 +125,7 @@ def run_list(request: HttpRequest) -> HttpResponse:
                 status=status,
                 path=params.get("path", "").strip(),
                 since=since,
+                parent=params.get("parent", ""),
                 before=params.get("before", ""),
             ),
         ).defer("state", "result")
@@ -148,6 +149,7 @@ def run_list(request: HttpRequest) -> HttpResponse:
             "status": status,
             "path": params.get("path", ""),
             "since": since_raw,
+            "parent": params.get("parent", ""),
             "since_choices": list(SINCE_CHOICES),
             "since_invalid": bool(since_raw) and since is None,
             "next_before": runs[-1].id if more else "",
@@ -218,6 +220,7 @@ def run_detail(request: HttpRequest, execution_id: str) -> HttpResponse:
                 "after_seq": None if next_after else (events[-1].seq if events else 0),
             },
             "may_execute": access.can_execute(request.user, execution.path),
+            "has_children": execution.children.exists(),
         },
     )
 

@@ -371,9 +371,10 @@ def test_the_run_page_costs_the_same_statements_for_few_or_many_events(
     short = start(two_steps)
     work(short, log="x")
     browser.get(f"/runs/{short.id}/")
-    # The session, the user, the run, its start, its steps, its loop chunks
-    # and one page of events (the playbook's graph is cached).
-    with django_assert_num_queries(7) as short_page:
+    # The session, the user, the run, its start, its steps, its loop chunks,
+    # whether it has sub-runs and one page of events (the playbook's graph
+    # is cached).
+    with django_assert_num_queries(8) as short_page:
         html(browser.get(f"/runs/{short.id}/"))
     catalog.register(TWO_STEPS.replace("tests/ui/two", "tests/ui/three"))
     longer = start("tests/ui/three")
@@ -381,6 +382,22 @@ def test_the_run_page_costs_the_same_statements_for_few_or_many_events(
         control.set_variable(longer.id, "v", 1, user=None)
     with django_assert_num_queries(len(short_page.captured_queries)):
         html(browser.get(f"/runs/{longer.id}/"))
+
+
+def test_a_run_links_to_the_sub_playbook_runs_it_started(
+    browser: Client, start: Start, two_steps: str
+) -> None:
+    parent = start()
+    child, _ = control.service.start_execution(two_steps, parent=parent)
+    other = start(two_steps)
+
+    page = html(browser.get(f"/runs/{parent.id}/"))
+    assert f"/runs/?parent={parent.id}" in page
+    assert "/runs/?parent=" not in html(browser.get(f"/runs/{other.id}/"))
+    listed = html(browser.get(f"/runs/?parent={parent.id}"))
+    assert child.id in listed and other.id not in listed and parent.id in listed
+    assert f'data-run="{parent.id}"' not in listed
+    assert f"/runs/{parent.id}/" in html(browser.get(f"/runs/{child.id}/"))
 
 
 # -- actions ---------------------------------------------------------------------
