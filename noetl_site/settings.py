@@ -136,9 +136,8 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
 }
-# The browser UI's login page; the API's own (/api/auth/login/) works too.
-LOGIN_URL = "/login/"
-LOGIN_REDIRECT_URL = "/api/docs/"  # after the API's login; the UI's goes to /
+LOGIN_URL = "/api/auth/login/"
+LOGIN_REDIRECT_URL = "/api/docs/"
 SPECTACULAR_SETTINGS = {
     "TITLE": "NoETL API",
     "DESCRIPTION": "Playbooks, executions, credentials and runtime variables.",

@@ -1,5 +1,4 @@
 from django.contrib import admin
-from django.contrib.auth import views as auth_views
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
@@ -22,7 +21,5 @@ urlpatterns = [
     path("schedules/", include("schedules.urls")),
     path("catalog/", include("catalog.urls")),
     path("workers/", include("workers.urls")),
-    path("login/", auth_views.LoginView.as_view(next_page="/"), name="login"),
-    path("logout/", auth_views.LogoutView.as_view(next_page="/login/"), name="logout"),
     path("", include("executions.urls")),
 ]

@@ -26,8 +26,8 @@ def schedule_list(request: HttpRequest) -> HttpResponse:
         .filter(rank__lte=LAST_FIRES)
         .select_related("execution")
     )
-    schedules = access.viewable(request.user, Schedule.objects.order_by("name"))
-    schedules = schedules.prefetch_related(
+    visible = access.viewable(request.user, Schedule.objects.order_by("name"))
+    schedules = visible.prefetch_related(
         Prefetch("fires", queryset=fires, to_attr="latest_fires")
     )
     rows = [{"schedule": s, "fires": s.latest_fires} for s in schedules]

@@ -62,7 +62,7 @@ def test_it_refuses_an_anonymous_caller(anonymous: APIClient) -> None:
 def test_a_person_opening_graphiql_is_sent_to_log_in(anonymous: APIClient) -> None:
     response = anonymous.get("/graphql", HTTP_ACCEPT="text/html")
     assert response.status_code == 302
-    assert response["Location"].startswith("/login/?next=/graphql")
+    assert response["Location"].startswith("/api/auth/login/?next=/graphql")
 
 
 def test_a_refused_check_is_a_graphql_error_with_a_code() -> None:
