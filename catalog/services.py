@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from functools import lru_cache
 from typing import Any
 
@@ -17,12 +18,14 @@ __all__ = [
     "PlaybookError",
     "PlaybookNotFound",
     "compiled",
-    "latest_queryset",
     "latest_versions",
     "register",
     "resolve",
     "versions_of",
 ]
+
+
+Narrow = Callable[[QuerySet[PlaybookVersion]], QuerySet[PlaybookVersion]]
 
 
 class PlaybookNotFound(Exception):
@@ -82,22 +85,19 @@ def compiled(version: PlaybookVersion | int, digest: str = "") -> tuple[dict[str
 
 
 def latest_versions(path_prefix: str = "", after: str = "",
-                    limit: int = 50) -> list[PlaybookVersion]:
-    """The newest version of each path, in path order (keyset on path)."""
-    return list(latest_queryset(path_prefix, after)[:limit])
-
-
-def latest_queryset(path_prefix: str = "", after: str = "") -> QuerySet[PlaybookVersion]:
-    """The unevaluated query behind ``latest_versions``, for callers that
-    narrow it further (the UI, to the paths a user may view)."""
+                    limit: int = 50, narrow: Narrow | None = None) -> list[PlaybookVersion]:
+    """The newest version of each path, in path order (keyset on path);
+    ``narrow`` keeps the rows a caller may see (``access.viewable``)."""
     newest = (PlaybookVersion.objects.filter(path=OuterRef("path"))
               .order_by("-version").values("version")[:1])
     rows = PlaybookVersion.objects.filter(version=Subquery(newest))
+    if narrow is not None:
+        rows = narrow(rows)
     if path_prefix:
         rows = rows.filter(path__startswith=path_prefix)
     if after:
         rows = rows.filter(path__gt=after)
-    return rows.order_by("path")
+    return list(rows.order_by("path")[:limit])
 
 
 def versions_of(path: str) -> list[PlaybookVersion]:

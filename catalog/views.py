@@ -27,10 +27,16 @@ PLAYBOOKS_PAGE = 50
 @page
 def playbook_list(request: HttpRequest) -> HttpResponse:
     prefix = request.GET.get("path_prefix", "").strip()
-    rows = access.viewable(
-        request.user, catalog.latest_queryset(prefix, request.GET.get("after", ""))
-    ).defer("content", "parsed")
-    playbooks = list(rows[: PLAYBOOKS_PAGE + 1])
+    # Narrowed to what the user may view before the page is cut, and the
+    # large columns left unread.
+    playbooks = catalog.latest_versions(
+        prefix,
+        request.GET.get("after", ""),
+        PLAYBOOKS_PAGE + 1,
+        narrow=lambda rows: access.viewable(request.user, rows).defer(
+            "content", "parsed"
+        ),
+    )
     more = len(playbooks) > PLAYBOOKS_PAGE
     playbooks = playbooks[:PLAYBOOKS_PAGE]
     return render(
