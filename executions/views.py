@@ -29,6 +29,8 @@ from noetl_site.ui import body_with_etag, json_with_etag, page, require
 from workers.models import WorkerRegistration, WorkerStatus
 
 RUNS_PAGE = 50
+# A result or workload shown on a page is cut to this many characters.
+SHOWN = 100_000
 EVENTS_PAGE = 100
 # The dashboard counts at most this many runs per status.
 COUNT_CAP = 1000
@@ -202,8 +204,8 @@ def run_detail(request: HttpRequest, execution_id: str) -> HttpResponse:
             "run": execution,
             "elapsed_ms": _elapsed_ms(execution.created_at, execution.ended_at),
             "trigger": queries.trigger_summary(started.get("trigger")),
-            "workload": _pretty(queries.resolved(started.get("workload") or {})),
-            "result": _pretty(queries.resolved(execution.result)),
+            "workload": _pretty(queries.resolved(started.get("workload") or {}), SHOWN),
+            "result": _pretty(queries.resolved(execution.result), SHOWN),
             "error": execution.error,
             "graph": layout.step_graph(parsed, statuses),
             "steps": [row for row in steps if row["status"] != "pending"],
@@ -232,8 +234,13 @@ def _events(execution_id: str, after_seq: int) -> tuple[list[Any], int | None]:
     return rows, rows[-1].seq if len(rows) == EVENTS_PAGE else None
 
 
-def _pretty(value: Any) -> str:
-    return json.dumps(value, indent=2, default=str, ensure_ascii=False)
+def _pretty(value: Any, limit: int = 0) -> str:
+    """``value`` as indented JSON; with ``limit``, cut to that many
+    characters (a page never carries a whole large result)."""
+    text = json.dumps(value, indent=2, default=str, ensure_ascii=False)
+    if limit and len(text) > limit:
+        return text[:limit] + f"\n… ({len(text) - limit} more characters)"
+    return text
 
 
 @page
@@ -321,7 +328,7 @@ def run_step(request: HttpRequest, execution_id: str, step: str) -> HttpResponse
         {
             "run": execution,
             "step": row,
-            "result": _pretty(queries.step_result(execution.id, step))[:100_000],
+            "result": _pretty(queries.step_result(execution.id, step), SHOWN),
             "logs": queries.step_logs(execution.id, step),
         },
     )

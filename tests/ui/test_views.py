@@ -265,6 +265,16 @@ def test_a_finished_run_shows_result_timeline_events_and_step_output(
     assert browser.get(f"/runs/{run.id}/steps/nope/").status_code == 404
 
 
+def test_a_large_result_is_shown_cut(
+    browser: Client, start: Start, two_steps: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run = start(two_steps)
+    work(run)
+    monkeypatch.setattr(views, "SHOWN", 10)
+    page = html(browser.get(f"/runs/{run.id}/"))
+    assert "{\n  &quot;step&quot;\n… (" in page and "more characters)" in page
+
+
 def test_a_failed_run_shows_its_error_and_the_failed_step(
     browser: Client, start: Start, two_steps: str
 ) -> None:
