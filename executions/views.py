@@ -230,7 +230,8 @@ def run_detail(request: HttpRequest, execution_id: str) -> HttpResponse:
 def _events(execution_id: str, after_seq: int) -> tuple[list[Any], int | None]:
     rows = queries.events_page(execution_id, after_seq, EVENTS_PAGE)
     for row in rows:
-        row.payload_text = json.dumps(row.payload, default=str)[:2000]
+        text = json.dumps(row.payload, default=str)
+        row.payload_text = text if len(text) <= 300 else text[:299] + "…"
     return rows, rows[-1].seq if len(rows) == EVENTS_PAGE else None
 
 

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 from django import template
+from django.utils.html import format_html_join
+
+from executions.layout import Bar
 
 register = template.Library()
 
@@ -23,3 +26,18 @@ def duration(ms: float | None) -> str:
         return f"{minutes} min {seconds} s"
     hours, minutes = divmod(minutes, 60)
     return f"{hours} h {minutes} min"
+
+
+@register.filter
+def chunk_bars(lane: list[Bar]) -> str:
+    """One timeline lane's chunks of iterations as bars. Written here rather
+    than in a template loop: a long loop draws hundreds of them."""
+    return format_html_join(
+        "",
+        '<span class="bar status-{}" style="left: {}%; width: {}%" title="{}: {}">'
+        "</span>",
+        (
+            (bar.status, bar.left, bar.width, bar.label, duration(bar.duration_ms))
+            for bar in lane
+        ),
+    )
