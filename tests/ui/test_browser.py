@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -104,6 +105,16 @@ def runtime(live_server: Any, transactional_db: None) -> Iterator[EmbeddedRuntim
     runtime.worker.heartbeat_s = 0.5
     runtime.start()
     yield runtime
+
+    # Nothing left running into the next test: cancel what still runs and
+    # let the heartbeat stop its commands before the runtime stops.
+    for execution_id in Execution.objects.filter(status="running").values_list(
+        "id", flat=True
+    ):
+        runtime.cancel(execution_id, "the test ended")
+    deadline = time.monotonic() + 10
+    while runtime.worker.busy() and time.monotonic() < deadline:
+        time.sleep(0.1)
     runtime.stop()
 
 
