@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from functools import lru_cache
 from typing import Any
 
 from django.db import transaction
-from django.db.models import Max, OuterRef, Subquery
+from django.db.models import Max, OuterRef, QuerySet, Subquery
 
 from catalog.dsl import PlaybookError, parse_playbook
 from catalog.models import PlaybookVersion
@@ -23,6 +24,9 @@ __all__ = [
     "resolve",
     "versions_of",
 ]
+
+
+Narrow = Callable[[QuerySet[PlaybookVersion]], QuerySet[PlaybookVersion]]
 
 
 class PlaybookNotFound(Exception):
@@ -82,11 +86,14 @@ def compiled(version: PlaybookVersion | int, digest: str = "") -> tuple[dict[str
 
 
 def latest_versions(path_prefix: str = "", after: str = "",
-                    limit: int = 50) -> list[PlaybookVersion]:
-    """The newest version of each path, in path order (keyset on path)."""
+                    limit: int = 50, narrow: Narrow | None = None) -> list[PlaybookVersion]:
+    """The newest version of each path, in path order (keyset on path);
+    ``narrow`` keeps the rows a caller may see (``access.viewable``)."""
     newest = (PlaybookVersion.objects.filter(path=OuterRef("path"))
               .order_by("-version").values("version")[:1])
     rows = PlaybookVersion.objects.filter(version=Subquery(newest))
+    if narrow is not None:
+        rows = narrow(rows)
     if path_prefix:
         rows = rows.filter(path__startswith=path_prefix)
     if after:

@@ -4,13 +4,14 @@ Nothing here writes."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.db.models import OuterRef, QuerySet, Subquery
+from django.db.models.fields.json import KeyTransform
 
 from executions import service, templating
-from executions.models import Event, Execution
+from executions.models import Blob, Event, Execution, Status, StepRun
 
 
 def resolved(value: Any) -> Any:
@@ -120,7 +121,9 @@ def with_trigger(rows: QuerySet[Execution]) -> QuerySet[Execution]:
     started = Event.objects.filter(
         execution=OuterRef("pk"), kind="execution.started"
     ).order_by("seq")
-    return rows.annotate(started_trigger=Subquery(started.values("payload__trigger")[:1]))
+    return rows.annotate(
+        started_trigger=Subquery(started.values("payload__trigger")[:1])
+    )
 
 
 def trigger_summary(trigger: dict[str, Any] | None) -> dict[str, Any]:
@@ -185,3 +188,101 @@ def descendants(execution_id: str) -> list[str]:
         )
         found += frontier
     return found
+
+
+# -- the run page ---------------------------------------------------------------
+
+# A timeline draws at most this many chunks of loop iterations.
+TIMELINE_CHUNKS = 400
+# A step page shows the captured output of at most this many of its commands.
+STEP_LOGS = 20
+
+
+def step_rows(execution_id: str) -> list[dict[str, Any]]:
+    """The run's step_run rows, in the order the steps were first reached."""
+    return list(
+        StepRun.objects.filter(execution_id=execution_id)
+        .order_by("id")
+        .values(
+            "step",
+            "status",
+            "runs",
+            "started_at",
+            "ended_at",
+            "iterations",
+            "failed_iterations",
+            "error",
+        )
+    )
+
+
+def chunk_spans(execution_id: str) -> dict[str, list[dict[str, Any]]]:
+    """Each loop step's chunks of iterations as timeline spans, from the
+    timing fields of their ``loop.chunk.done`` events (nothing is folded):
+    a chunk ended at its event and took ``ms_per_iter`` per iteration."""
+    rows = (
+        Event.objects.filter(execution_id=execution_id, kind="loop.chunk.done")
+        .order_by("seq")
+        .values_list(
+            "step",
+            "ts",
+            "status",
+            "payload__from",
+            "payload__to",
+            "payload__ms_per_iter",
+        )[:TIMELINE_CHUNKS]
+    )
+    spans: dict[str, list[dict[str, Any]]] = {}
+    for step, ended, status, first, stop, ms_per_iter in rows:
+        took = timedelta(milliseconds=float(ms_per_iter or 0) * (stop - first))
+        spans.setdefault(step, []).append(
+            {
+                "label": f"iterations {first}–{stop - 1}",
+                "status": "failed" if status == "error" else "completed",
+                "start": ended - took,
+                "end": ended,
+            }
+        )
+    return spans
+
+
+def step_result(execution_id: str, step: str) -> Any:
+    """A step's result as the run holds it (its variable), resolved."""
+    found = (
+        Execution.objects.filter(id=execution_id)
+        .annotate(value=KeyTransform(step, KeyTransform("vars", "state")))
+        .values_list("value", flat=True)
+        .first()
+    )
+    return resolved(found)
+
+
+def step_logs(execution_id: str, step: str) -> list[dict[str, Any]]:
+    """The captured output of the step's latest commands, oldest first."""
+    rows = (
+        Event.objects.filter(
+            execution_id=execution_id, step=step, payload__has_key="log_ref"
+        )
+        .order_by("-seq")
+        .values("seq", "ts", "command_id", "payload__log_ref")[:STEP_LOGS]
+    )
+    rows = list(reversed(rows))
+    shas = [row["payload__log_ref"]["$ref"].split(":", 1)[1] for row in rows]
+    texts = dict(Blob.objects.filter(sha256__in=shas).values_list("sha256", "data"))
+    return [
+        {**row, "text": bytes(texts.get(sha, b"")).decode(errors="replace")}
+        for row, sha in zip(rows, shas, strict=True)
+    ]
+
+
+def status_counts(
+    rows: QuerySet[Execution], since: datetime, cap: int
+) -> dict[str, int]:
+    """``rows`` started since ``since`` per status, each count stopping at
+    ``cap`` + 1 (shown as "cap+"), so a long history costs no full count."""
+    return {
+        status: rows.filter(status=status, created_at__gte=since)
+        .order_by()[: cap + 1]
+        .count()
+        for status in Status.values
+    }

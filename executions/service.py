@@ -203,6 +203,10 @@ def _persist(execution: Execution, engine: Engine, decision: Decision,
         Command.objects.filter(execution=execution).exclude(
             state__in=[CommandState.DONE, CommandState.CANCELLED]
         ).update(state=CommandState.CANCELLED, cancel_requested=True)
+        # Steps still running when the run ended never finish: their rows
+        # say so, or the run page would show them running forever.
+        rawsql.update(StepRun, {"status": "cancelled", "ended_at": execution.ended_at},
+                      execution=execution.id, status="running")
         _notify_parent(execution)
         for child in Execution.objects.filter(parent=execution, status=Status.RUNNING):
             _target(child.id)

@@ -19,4 +19,7 @@ urlpatterns = [
     path("graphql", graphql_view, name="graphql"),
     path("admin/", admin.site.urls),
     path("schedules/", include("schedules.urls")),
+    path("catalog/", include("catalog.urls")),
+    path("workers/", include("workers.urls")),
+    path("", include("executions.urls")),
 ]
