@@ -6,8 +6,10 @@ import hashlib
 from functools import lru_cache
 from typing import Any
 
+from collections.abc import Callable
+
 from django.db import transaction
-from django.db.models import Max, OuterRef, Subquery
+from django.db.models import Max, OuterRef, QuerySet, Subquery
 
 from catalog.dsl import PlaybookError, parse_playbook
 from catalog.models import PlaybookVersion
@@ -24,8 +26,17 @@ __all__ = [
 ]
 
 
+Narrow = Callable[[QuerySet[PlaybookVersion]], QuerySet[PlaybookVersion]]
+
+
 class PlaybookNotFound(Exception):
     pass
+
+
+def path_of(text: str) -> str:
+    """The catalog path a playbook text declares (PlaybookError if invalid),
+    so permission to write there is checked before anything is stored."""
+    return parse_playbook(text)["path"]
 
 
 def register(text: str) -> tuple[PlaybookVersion, bool]:
@@ -81,11 +92,14 @@ def compiled(version: PlaybookVersion | int, digest: str = "") -> tuple[dict[str
 
 
 def latest_versions(path_prefix: str = "", after: str = "",
-                    limit: int = 50) -> list[PlaybookVersion]:
-    """The newest version of each path, in path order (keyset on path)."""
+                    limit: int = 50, narrow: Narrow | None = None) -> list[PlaybookVersion]:
+    """The newest version of each path, in path order (keyset on path);
+    ``narrow`` keeps the rows a caller may see (``access.viewable``)."""
     newest = (PlaybookVersion.objects.filter(path=OuterRef("path"))
               .order_by("-version").values("version")[:1])
     rows = PlaybookVersion.objects.filter(version=Subquery(newest))
+    if narrow is not None:
+        rows = narrow(rows)
     if path_prefix:
         rows = rows.filter(path__startswith=path_prefix)
     if after:

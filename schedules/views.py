@@ -9,6 +9,7 @@ from django.db.models.functions import RowNumber
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 
+from noetl_site import access
 from schedules.models import Schedule, ScheduleFire
 
 LAST_FIRES = 5
@@ -27,7 +28,8 @@ def schedule_list(request: HttpRequest) -> HttpResponse:
         .filter(rank__lte=LAST_FIRES)
         .select_related("execution")
     )
-    schedules = Schedule.objects.order_by("name").prefetch_related(
+    visible = access.viewable(request.user, Schedule.objects.order_by("name"))
+    schedules = visible.prefetch_related(
         Prefetch("fires", queryset=fires, to_attr="latest_fires")
     )
     rows = [{"schedule": s, "fires": s.latest_fires} for s in schedules]

@@ -11,6 +11,7 @@ import pytest
 from django.contrib.auth.models import User
 
 from accounts import tokens
+from tests.grants import grant_everything
 from tests.api.conftest import playbook_yaml
 from tests.api.test_cli_server import noetl as remote_noetl
 from tests.cli.test_cli import noetl
@@ -122,7 +123,7 @@ def server(live_server: Any, transactional_db: None) -> tuple[str, str]:
     from catalog import services as catalog
 
     catalog.register(playbook_yaml(PATH))
-    user = User.objects.create_user("cli")
+    user = grant_everything(User.objects.create_user("cli"))
     return live_server.url, tokens.mint(user, "cli")[1]
 
 

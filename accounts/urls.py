@@ -1,0 +1,39 @@
+"""/api/auth/: sign-in (password form, or OAuth through Auth0), the
+session, sign-out and personal API tokens. Sign-in and token creation are
+rate limited per client address."""
+
+from django.conf import settings
+from django.contrib.auth import views as auth_views
+from django.urls import include, path
+from social_django import views as social_views
+
+from accounts.api import views
+from accounts.ratelimit import limited
+
+# social-auth reverses "social:complete", so its two views keep that namespace.
+social = [
+    path("login/<str:backend>/", limited("signin")(social_views.auth), name="begin"),
+    path(
+        "complete/<str:backend>/",
+        limited("signin")(social_views.complete),
+        name="complete",
+    ),
+]
+
+urlpatterns = [
+    path(
+        "login/",
+        limited("signin", methods=("POST",))(
+            auth_views.LoginView.as_view(
+                template_name="accounts/login.html",
+                extra_context={"auth0_enabled": bool(settings.SOCIAL_AUTH_AUTH0_DOMAIN)},
+            )
+        ),
+        name="login",
+    ),
+    path("logout/", views.LogoutView.as_view(), name="logout"),
+    path("session/", views.SessionView.as_view(), name="session"),
+    path("tokens/", views.TokensView.as_view(), name="tokens"),
+    path("tokens/<str:prefix>/", views.TokenView.as_view(), name="token"),
+    path("", include((social, "social"), namespace="social")),
+]
