@@ -15,6 +15,7 @@ Pure module: no Django.
 
 from __future__ import annotations
 
+import base64
 import collections
 import logging
 import re
@@ -75,6 +76,12 @@ def secret_strings(fields: dict[str, Any]) -> set[str]:
         elif isinstance(value, str) and _is_secret_key(str(key)):
             found.add(value)
             found |= _dsn_passwords(value)
+    # The HTTP Basic header carries user and password together, encoded.
+    user = fields.get("username", fields.get("user"))
+    password = fields.get("password")
+    if isinstance(password, str) and password:
+        pair = f"{user or ''}:{password}".encode()
+        found.add(base64.b64encode(pair).decode())
     return {value for value in found if len(value) >= MIN_LENGTH}
 
 
