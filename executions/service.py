@@ -337,10 +337,18 @@ def _check_child_allowed(parent: Execution, path: str) -> None:
         return
     from django.contrib.auth import get_user_model
 
+    from accounts import audit
     from noetl_site import access
 
     user = get_user_model().objects.filter(username=parent.owner).first()
     if user is None or not access.can_execute(user, path):
+        audit.record(
+            "subplaybook.refused",
+            path,
+            actor=f"user:{parent.owner}",
+            allowed=False,
+            parent=parent.id,
+        )
         raise ChildRefused(
             f"user {parent.owner} (who started the root run) may not execute "
             f"sub-playbook {path}"

@@ -79,7 +79,7 @@ def secret_strings(fields: dict[str, Any]) -> set[str]:
     # The HTTP Basic header carries user and password together, encoded.
     user = fields.get("username", fields.get("user"))
     password = fields.get("password")
-    if isinstance(password, str) and password:
+    if isinstance(password, str) and len(password) >= MIN_LENGTH:
         pair = f"{user or ''}:{password}".encode()
         found.add(base64.b64encode(pair).decode())
     return {value for value in found if len(value) >= MIN_LENGTH}
