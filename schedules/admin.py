@@ -15,7 +15,7 @@ from django.utils.html import format_html_join
 from noetl_site import access
 from noetl_site.admin_tools import PathScoped
 from schedules import duty
-from schedules.models import Schedule
+from schedules.models import Schedule, owner_of
 
 RECENT_FIRES = 10
 STATE_FIELDS = (
@@ -95,6 +95,7 @@ class ScheduleAdmin(PathScoped, admin.ModelAdmin):
         # The same rules as every other surface (the form already ran clean()).
         if not access.can_execute(request.user, obj.path):
             raise PermissionDenied(f"you may not run {obj.path}")
+        obj.owner = owner_of(request.user)
         obj.save_checked(duty.db_now())
 
     def _allowed(

@@ -23,7 +23,7 @@ from schedules.api.serializers import (
     SchedulePageSerializer,
     ScheduleSerializer,
 )
-from schedules.models import Schedule
+from schedules.models import Schedule, owner_of
 
 RECENT_FIRES = 20
 
@@ -52,11 +52,11 @@ class ScheduleViewSet(viewsets.ModelViewSet):
 
     def perform_create(self, serializer: ScheduleSerializer) -> None:
         self._check_target(serializer)
-        serializer.save()
+        serializer.save(owner=owner_of(self.request.user))
 
     def perform_update(self, serializer: ScheduleSerializer) -> None:
         self._check_target(serializer)
-        serializer.save()
+        serializer.save(owner=owner_of(self.request.user))
 
     def _check_target(self, serializer: ScheduleSerializer) -> None:
         path = serializer.validated_data.get("path")

@@ -25,7 +25,7 @@ from schedules.graphql.types import (
     SchedulePatch,
     ScheduleType,
 )
-from schedules.models import Schedule
+from schedules.models import Schedule, owner_of
 
 
 class IsAuthenticatedUnlessDisabled(BasePermission):
@@ -94,6 +94,7 @@ class Mutation:
     def create_schedule(self, info: Info, data: ScheduleInput) -> ScheduleType:
         values = dataclasses.asdict(data)
         _check_target(info, values)
+        values["owner"] = owner_of(caller(info))
         return _save(Schedule(), values)  # type: ignore[return-value]
 
     @strawberry.mutation(permission_classes=ALLOWED)
@@ -107,6 +108,7 @@ class Mutation:
         }
         schedule = _schedule(info, id, "execute")
         _check_target(info, changes)
+        changes["owner"] = owner_of(caller(info))
         return _save(schedule, changes)  # type: ignore[return-value]
 
     @strawberry.mutation(permission_classes=ALLOWED)

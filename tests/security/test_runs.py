@@ -82,3 +82,34 @@ def test_embedded_a_step_outside_a_credentials_scope_fails_as_a_credential_error
     )
     refused = AuditEntry.objects.get(action="credential.read")
     assert not refused.allowed and refused.actor == "worker:embedded"
+
+
+@pytest.mark.django_db
+def test_a_schedule_runs_as_its_owner_until_their_grant_goes() -> None:
+    from rest_framework.test import APIClient
+
+    from accounts.models import PathGrant
+    from schedules import duty
+    from schedules.models import FireStatus, Schedule
+    from tests.api.conftest import playbook_yaml
+
+    catalog.register(playbook_yaml("sec/allowed/nightly"))
+    user = User.objects.create_user("planner")
+    grant(user, "sec/*", modify=False)
+    api = APIClient()
+    api.force_authenticate(user)
+    made = api.post(
+        "/api/schedules/",
+        {"name": "nightly", "path": "sec/allowed/nightly", "interval_s": 3600},
+        format="json",
+    )
+    assert made.status_code == 201 and made.json()["owner"] == "planner"
+    schedule = Schedule.objects.get(name="nightly")
+
+    started = duty.run_now(schedule, duty.db_now())
+    assert started.execution is not None and started.execution.owner == "planner"
+
+    PathGrant.objects.all().delete()
+    refused = duty.run_now(schedule, duty.db_now())
+    assert refused.status == FireStatus.FAILED and refused.execution is None
+    assert refused.reason == "its owner planner may no longer execute sec/allowed/nightly"
