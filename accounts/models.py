@@ -95,4 +95,5 @@ class AuditEntry(models.Model):
 
     def __str__(self) -> str:
         verdict = "" if self.allowed else " (refused)"
-        return f"{self.at:%Y-%m-%d %H:%M:%S} {self.actor} {self.action} {self.target}{verdict}"
+        when = f"{self.at:%Y-%m-%d %H:%M:%S}"
+        return f"{when} {self.actor} {self.action} {self.target}{verdict}"

@@ -59,7 +59,9 @@ def too_many(retry_after: int) -> HttpResponse:
     return response
 
 
-def limited(scope: str, methods: tuple[str, ...] = ("GET", "POST")) -> Callable[..., Any]:
+def limited(
+    scope: str, methods: tuple[str, ...] = ("GET", "POST")
+) -> Callable[..., Any]:
     """Refuse with 429 once a client passes NOETL_SIGNIN_RATE calls a minute
     (counting only ``methods``)."""
 

@@ -42,9 +42,13 @@ def membership_changed(
         return
     if isinstance(instance, User):
         users = [instance.username]
-        groups = list(Group.objects.filter(pk__in=pk_set or ()).values_list("name", flat=True))
+        groups = list(
+            Group.objects.filter(pk__in=pk_set or ()).values_list("name", flat=True)
+        )
     else:
-        users = list(User.objects.filter(pk__in=pk_set or ()).values_list("username", flat=True))
+        users = list(
+            User.objects.filter(pk__in=pk_set or ()).values_list("username", flat=True)
+        )
         groups = [instance.name]
     audit.record(
         f"membership.{action.removeprefix('post_')}",
@@ -58,7 +62,9 @@ def membership_changed(
 def group_permissions_changed(
     sender: Any, instance: Any, action: str, pk_set: set[int] | None, **_: Any
 ) -> None:
-    if action in ("post_add", "post_remove", "post_clear") and isinstance(instance, Group):
+    if action in ("post_add", "post_remove", "post_clear") and isinstance(
+        instance, Group
+    ):
         audit.record(
             f"group_permissions.{action.removeprefix('post_')}",
             instance.name,
@@ -70,7 +76,9 @@ def group_permissions_changed(
 def superuser_flag(sender: Any, instance: User, **_: Any) -> None:
     # A superuser passes every check, so the flag changing is a permission change.
     before = (
-        User.objects.filter(pk=instance.pk).values_list("is_superuser", flat=True).first()
+        User.objects.filter(pk=instance.pk)
+        .values_list("is_superuser", flat=True)
+        .first()
         if instance.pk
         else False
     )

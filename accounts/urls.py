@@ -2,8 +2,6 @@
 session, sign-out and personal API tokens. Sign-in and token creation are
 rate limited per client address."""
 
-from django.conf import settings
-from django.contrib.auth import views as auth_views
 from django.urls import include, path
 from social_django import views as social_views
 
@@ -23,12 +21,7 @@ social = [
 urlpatterns = [
     path(
         "login/",
-        limited("signin", methods=("POST",))(
-            auth_views.LoginView.as_view(
-                template_name="accounts/login.html",
-                extra_context={"auth0_enabled": bool(settings.SOCIAL_AUTH_AUTH0_DOMAIN)},
-            )
-        ),
+        limited("signin", methods=("POST",))(views.SignInView.as_view()),
         name="login",
     ),
     path("logout/", views.LogoutView.as_view(), name="logout"),

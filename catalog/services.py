@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from functools import lru_cache
 from typing import Any
-
-from collections.abc import Callable
 
 from django.db import transaction
 from django.db.models import Max, OuterRef, QuerySet, Subquery

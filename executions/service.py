@@ -24,9 +24,9 @@ from django.utils import timezone
 
 from catalog import services as catalog
 from credentials.store import credential_for_playbook
+from executions import rawsql
 from executions.engine.decide import Decision, Engine
 from executions.engine.state import initial_state
-from executions import rawsql
 from executions.engine.values import Values, dumps, loads
 from executions.models import (
     Blob,

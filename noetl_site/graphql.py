@@ -20,8 +20,8 @@ from django.contrib.auth.views import redirect_to_login
 from django.http import HttpRequest, HttpResponse, HttpResponseBase, JsonResponse
 from django.templatetags.static import static
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
-from strawberry.django.views import GraphQLView
 from graphql.validation import NoSchemaIntrospectionCustomRule
+from strawberry.django.views import GraphQLView
 from strawberry.extensions import (
     AddValidationRules,
     MaxAliasesLimiter,

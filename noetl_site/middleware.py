@@ -21,11 +21,15 @@ class BodyLimitMiddleware:
         try:
             length = int(request.META.get("CONTENT_LENGTH") or 0)
         except ValueError:
-            return JsonResponse({"detail": "Content-Length is not a number"}, status=400)
+            return JsonResponse(
+                {"detail": "Content-Length is not a number"}, status=400
+            )
         if limit is not None and length > limit:
             return JsonResponse(
-                {"detail": f"the request body is {length} bytes; at most {limit} "
-                 "are accepted (NOETL_MAX_BODY_BYTES)"},
+                {
+                    "detail": f"the request body is {length} bytes; at most {limit} "
+                    "are accepted (NOETL_MAX_BODY_BYTES)"
+                },
                 status=413,
             )
         return self.get_response(request)

@@ -88,12 +88,19 @@ def secret_strings(fields: dict[str, Any]) -> set[str]:
 def shapes(secret: str) -> set[str]:
     """The ways ``secret`` may show up in text: as is, JSON-escaped and
     URL-quoted."""
-    found = {secret, dumps(secret).decode()[1:-1], quote(secret, safe=""), quote_plus(secret)}
+    found = {
+        secret,
+        dumps(secret).decode()[1:-1],
+        quote(secret, safe=""),
+        quote_plus(secret),
+    }
     return {shape for shape in found if len(shape) >= MIN_LENGTH}
 
 
 def mask_text(text: str, secrets: set[str]) -> str:
-    for shape in sorted({s for secret in secrets for s in shapes(secret)}, key=len, reverse=True):
+    for shape in sorted(
+        {s for secret in secrets for s in shapes(secret)}, key=len, reverse=True
+    ):
         text = text.replace(shape, MASK)
     return text
 

@@ -6,7 +6,9 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth import logout
+from django.contrib.auth import views as auth_views
 from django.utils import timezone
 from django.utils.decorators import method_decorator
 from django.utils.http import url_has_allowed_host_and_scheme
@@ -20,6 +22,17 @@ from rest_framework.views import APIView
 from accounts import ratelimit, tokens
 from accounts.models import ApiToken, PathGrant
 from noetl_site import access
+
+
+class SignInView(auth_views.LoginView):
+    """The password form, with an Auth0 button when AUTH0_DOMAIN is set."""
+
+    template_name = "accounts/login.html"
+
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
+        context = super().get_context_data(**kwargs)
+        context["auth0_enabled"] = bool(settings.SOCIAL_AUTH_AUTH0_DOMAIN)
+        return context
 
 
 def permissions_of(user: Any) -> dict[str, Any]:
@@ -83,14 +96,23 @@ class LogoutView(APIView):
         if target and url_has_allowed_host_and_scheme(
             target, allowed_hosts={request.get_host()}
         ):
-            return Response(status=status.HTTP_303_SEE_OTHER, headers={"Location": target})
+            return Response(
+                status=status.HTTP_303_SEE_OTHER, headers={"Location": target}
+            )
         return Response({"signed_out": True})
 
 
 class TokenSerializer(serializers.ModelSerializer):
     class Meta:
         model = ApiToken
-        fields = ["prefix", "name", "created_at", "last_used_at", "expires_at", "revoked_at"]
+        fields = [
+            "prefix",
+            "name",
+            "created_at",
+            "last_used_at",
+            "expires_at",
+            "revoked_at",
+        ]
 
 
 class NewTokenSerializer(serializers.Serializer):
@@ -108,7 +130,9 @@ class MintedSerializer(TokenSerializer):
 
 
 class TokensView(APIView):
-    @extend_schema(responses=TokenSerializer(many=True), operation_id="auth_tokens_list")
+    @extend_schema(
+        responses=TokenSerializer(many=True), operation_id="auth_tokens_list"
+    )
     def get(self, request: Request) -> Response:
         _need_user(request)
         rows = ApiToken.objects.filter(user=request.user)

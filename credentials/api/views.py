@@ -9,11 +9,10 @@ from rest_framework.request import Request
 from rest_framework.views import APIView
 
 from accounts import audit
-from noetl_site import access
-from noetl_site.api import IsAuthenticatedUnlessDisabled
-
 from credentials.api.serializers import CredentialSerializer, KeychainEntrySerializer
 from credentials.models import Credential, KeychainEntry
+from noetl_site import access
+from noetl_site.api import IsAuthenticatedUnlessDisabled
 
 
 class SecretsPermission(permissions.BasePermission):

@@ -11,10 +11,10 @@ import pytest
 from django.contrib.auth.models import User
 
 from accounts import tokens
-from tests.grants import grant_everything
 from tests.api.conftest import playbook_yaml
 from tests.api.test_cli_server import noetl as remote_noetl
 from tests.cli.test_cli import noetl
+from tests.grants import grant_everything
 
 PATH = "tests/schedules/cli"
 

@@ -51,10 +51,15 @@ def make_tls(directory: Path) -> tuple[Path, Path, Path]:
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
         .add_extension(
             x509.KeyUsage(
-                digital_signature=True, key_cert_sign=True, crl_sign=True,
-                content_commitment=False, key_encipherment=False,
-                data_encipherment=False, key_agreement=False,
-                encipher_only=False, decipher_only=False,
+                digital_signature=True,
+                key_cert_sign=True,
+                crl_sign=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                encipher_only=False,
+                decipher_only=False,
             ),
             critical=True,
         )
@@ -70,8 +75,10 @@ def make_tls(directory: Path) -> tuple[Path, Path, Path]:
         .not_valid_after(now + datetime.timedelta(hours=1))
         .add_extension(
             x509.SubjectAlternativeName(
-                [x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
-                 x509.DNSName("localhost")]
+                [
+                    x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+                    x509.DNSName("localhost"),
+                ]
             ),
             critical=False,
         )
@@ -118,13 +125,28 @@ class FakeIdP:
 
     def jwks(self) -> dict[str, Any]:
         numbers = self.signing_key.public_key().public_numbers()
-        return {"keys": [{"kty": "RSA", "use": "sig", "alg": "RS256",
-                          "kid": self.kid, "n": _b64(numbers.n), "e": _b64(numbers.e)}]}
+        return {
+            "keys": [
+                {
+                    "kty": "RSA",
+                    "use": "sig",
+                    "alg": "RS256",
+                    "kid": self.kid,
+                    "n": _b64(numbers.n),
+                    "e": _b64(numbers.e),
+                }
+            ]
+        }
 
     def id_token(self) -> str:
         now = int(time.time())
-        claims = {"iss": self.issuer, "aud": CLIENT_ID, "iat": now, "exp": now + 300,
-                  **self.claims}
+        claims = {
+            "iss": self.issuer,
+            "aud": CLIENT_ID,
+            "iat": now,
+            "exp": now + 300,
+            **self.claims,
+        }
         key = self.forge_with or self.signing_key
         return jwt.encode(claims, key, algorithm="RS256", headers={"kid": self.kid})
 
@@ -153,7 +175,7 @@ def _handler(idp: FakeIdP) -> type[BaseHTTPRequestHandler]:
             self.end_headers()
             self.wfile.write(body)
 
-        def do_GET(self) -> None:  # noqa: N802
+        def do_GET(self) -> None:
             url = urlsplit(self.path)
             query = {k: v[0] for k, v in parse_qs(url.query).items()}
             if url.path == "/.well-known/jwks.json":
@@ -180,7 +202,7 @@ def _handler(idp: FakeIdP) -> type[BaseHTTPRequestHandler]:
                 return secret if client == CLIENT_ID else ""
             return form.get("client_secret", [""])[0]
 
-        def do_POST(self) -> None:  # noqa: N802
+        def do_POST(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
             form = parse_qs(self.rfile.read(length).decode())
             idp.token_requests.append(form)
@@ -194,9 +216,15 @@ def _handler(idp: FakeIdP) -> type[BaseHTTPRequestHandler]:
             )
             if not good:
                 return self._json(400, {"error": "invalid_grant"})
-            return self._json(200, {"access_token": secrets.token_urlsafe(16),
-                                    "token_type": "Bearer", "expires_in": 300,
-                                    "id_token": idp.id_token()})
+            return self._json(
+                200,
+                {
+                    "access_token": secrets.token_urlsafe(16),
+                    "token_type": "Bearer",
+                    "expires_in": 300,
+                    "id_token": idp.id_token(),
+                },
+            )
 
         def log_message(self, *args: Any) -> None:
             pass

@@ -39,7 +39,9 @@ def test_a_pattern_covers_its_subtree_and_nothing_that_only_looks_alike() -> Non
 def test_each_action_is_granted_on_its_own() -> None:
     user = User.objects.create_user("viewer")
     grant(user, "finance/*", execute=False, modify=False)
-    grant(user, "finance/reports/*", view=False, execute=True, modify=False, group="run")
+    grant(
+        user, "finance/reports/*", view=False, execute=True, modify=False, group="run"
+    )
     assert access.can_view(user, "finance/x")
     assert not access.can_execute(user, "finance/x")
     assert access.can_execute(user, "finance/reports/q1")
@@ -79,14 +81,23 @@ def test_permission_changes_are_audited_with_who_made_them(client: Any) -> None:
     client.force_login(admin)
     response = client.post(
         "/admin/accounts/pathgrant/add/",
-        {"group": team.id, "pattern": "finance/*", "can_view": "on",
-         "can_execute": "on"},
+        {
+            "group": team.id,
+            "pattern": "finance/*",
+            "can_view": "on",
+            "can_execute": "on",
+        },
     )
     assert response.status_code == 302, response.content
     created = AuditEntry.objects.get(action="grant.created")
     assert created.actor == "user:admin" and created.target == "finance/*"
-    assert created.detail == {"group": "finance", "pattern": "finance/*",
-                              "view": True, "execute": True, "modify": False}
+    assert created.detail == {
+        "group": "finance",
+        "pattern": "finance/*",
+        "view": True,
+        "execute": True,
+        "modify": False,
+    }
 
     user = User.objects.create_user("ann")
     user.groups.add(team)
@@ -100,8 +111,9 @@ def test_permission_changes_are_audited_with_who_made_them(client: Any) -> None:
 
 
 def test_cancels_and_token_use_are_audited(right: Persona, world: World) -> None:
-    response = right.client.post(f"/api/executions/{world.run_id}/cancel/", {},
-                                 format="json")
+    response = right.client.post(
+        f"/api/executions/{world.run_id}/cancel/", {}, format="json"
+    )
     assert response.status_code == 200
     cancel = AuditEntry.objects.get(action="run.cancelled")
     assert cancel.actor == "user:right" and cancel.target == world.run_id
@@ -121,8 +133,9 @@ def test_an_expired_token_stops_working(right: Persona) -> None:
 
 
 def test_tokens_are_made_listed_and_revoked_over_rest(right: Persona) -> None:
-    made = right.client.post("/api/auth/tokens/", {"name": "ci", "expires_in_days": 7},
-                             format="json").json()
+    made = right.client.post(
+        "/api/auth/tokens/", {"name": "ci", "expires_in_days": 7}, format="json"
+    ).json()
     assert made["token"].startswith(f"noetl_{made['prefix']}_")
     assert made["expires_at"] is not None
     listed = right.client.get("/api/auth/tokens/").json()["results"]
@@ -138,7 +151,9 @@ def test_tokens_are_made_listed_and_revoked_over_rest(right: Persona) -> None:
 def test_createtoken_can_set_an_expiry() -> None:
     User.objects.create_user("cli")
     out = StringIO()
-    call_command("createtoken", "cli", "--expires-days", "2", stdout=out, stderr=StringIO())
+    call_command(
+        "createtoken", "cli", "--expires-days", "2", stdout=out, stderr=StringIO()
+    )
     row = tokens.check(out.getvalue().strip())
     assert row is not None and row.expires_at is not None
     assert timedelta(days=1.9) < row.expires_at - timezone.now() < timedelta(days=2.1)
@@ -148,8 +163,13 @@ def test_session_lists_the_signed_in_users_grants(right: Persona) -> None:
     data = right.client.get("/api/auth/session/").json()
     assert data["user"]["username"] == "right"
     assert data["permissions"]["grants"] == [
-        {"group": "right-team", "pattern": "sec/*", "view": True, "execute": True,
-         "modify": True}
+        {
+            "group": "right-team",
+            "pattern": "sec/*",
+            "view": True,
+            "execute": True,
+            "modify": True,
+        }
     ]
     assert data["permissions"]["credentials"] == {"view": True, "manage": True}
 

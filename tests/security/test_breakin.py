@@ -111,7 +111,8 @@ def test_an_oversized_body_is_refused(right: Persona, settings: Any) -> None:
     response = right.client.post("/api/catalog/", huge, content_type="application/yaml")
     assert response.status_code in (400, 413)
     graphql = right.client.post(
-        "/graphql", {"query": "{ pools { name } }", "pad": "x" * (2 * 1024 * 1024)},
+        "/graphql",
+        {"query": "{ pools { name } }", "pad": "x" * (2 * 1024 * 1024)},
         format="json",
     )
     assert graphql.status_code in (400, 413)
@@ -151,8 +152,10 @@ def test_sql_in_filter_parameters_is_only_ever_data(
     assert listed["results"] == []
     body = outsider.client.post(
         "/graphql",
-        {"query": "query ($p: String!) { executions(path: $p) { results { id } } }",
-         "variables": {"p": evil}},
+        {
+            "query": "query ($p: String!) { executions(path: $p) { results { id } } }",
+            "variables": {"p": evil},
+        },
         format="json",
     ).json()
     assert body["data"]["executions"]["results"] == []
@@ -196,17 +199,30 @@ def test_a_cross_site_post_with_the_session_is_refused(
 ) -> None:
     browser = Client(enforce_csrf_checks=True)
     browser.force_login(right.user)  # type: ignore[arg-type]
-    assert browser.post(
-        "/api/executions/", {"path": PATH}, content_type="application/json"
-    ).status_code == 403
-    assert browser.post(
-        "/graphql", {"query": "mutation { pause_schedule(id: \"%s\") { id } }"
-                     % world.schedule_id}, content_type="application/json"
-    ).status_code == 403
+    assert (
+        browser.post(
+            "/api/executions/", {"path": PATH}, content_type="application/json"
+        ).status_code
+        == 403
+    )
+    assert (
+        browser.post(
+            "/graphql",
+            {
+                "query": 'mutation { pause_schedule(id: "%s") { id } }'
+                % world.schedule_id
+            },
+            content_type="application/json",
+        ).status_code
+        == 403
+    )
     assert browser.post("/api/auth/logout/").status_code == 403
-    assert browser.post(
-        "/api/auth/login/", {"username": "right", "password": "pw"}
-    ).status_code == 403
+    assert (
+        browser.post(
+            "/api/auth/login/", {"username": "right", "password": "pw"}
+        ).status_code
+        == 403
+    )
     # With the token from the page, the same session may post.
     page = browser.get("/api/auth/login/")
     token = page.cookies["csrftoken"].value

@@ -39,9 +39,18 @@ def test_the_cli_registers_and_runs_only_where_its_user_may(
 
 def test_the_cli_scopes_a_credential_it_adds(server: tuple[str, str]) -> None:
     done = noetl(
-        server, "credential", "add", "team_pg", "--type", "postgres",
-        "--data", '{"password": "pw-123456"}', "--allow", "team/*",
-        "--allow", "shared/reports/*",
+        server,
+        "credential",
+        "add",
+        "team_pg",
+        "--type",
+        "postgres",
+        "--data",
+        '{"password": "pw-123456"}',
+        "--allow",
+        "team/*",
+        "--allow",
+        "shared/reports/*",
     )
     assert done.returncode == 0, done.stderr
     assert Credential.objects.get(name="team_pg").allowed_paths == [

@@ -19,9 +19,9 @@ EXEMPT = {
     "healthz": "open to anyone by design (DESIGN.md section 7)",
     "readyz": "open to anyone by design",
     "api/auth/login/": "the sign-in form itself",
-    "api/auth/login/<str:backend>/": "starts OAuth sign-in (tests/security/test_oauth.py)",
+    "api/auth/login/<str:backend>/": "starts OAuth sign-in (test_oauth.py)",
     "api/auth/complete/<str:backend>/": "ends OAuth sign-in (test_oauth.py)",
-    "graphql": "one route, every operation: tests/security/test_graphql_access.py",
+    "graphql": "every operation: tests/security/test_graphql_access.py",
 }
 WORKER_ROUTES = "api/worker/v1/"  # worker tokens: tests/security/test_worker_tokens.py
 ADMIN = "admin/"  # staff sessions: tests/security/test_admin_access.py
@@ -47,9 +47,17 @@ def _yaml(path: str) -> str:
 CASES: dict[str, list[Case]] = {
     "api/catalog/": [
         Case("get", "/api/catalog/", outsider="empty"),
-        Case("post", "/api/catalog/", _yaml("sec/allowed/new"), (201,), content_type="yaml"),
+        Case(
+            "post",
+            "/api/catalog/",
+            _yaml("sec/allowed/new"),
+            (201,),
+            content_type="yaml",
+        ),
     ],
-    "api/catalog/<path:path>/versions/": [Case("get", f"/api/catalog/{PATH}/versions/")],
+    "api/catalog/<path:path>/versions/": [
+        Case("get", f"/api/catalog/{PATH}/versions/")
+    ],
     "api/catalog/<path:path>/": [Case("get", f"/api/catalog/{PATH}/")],
     "api/executions/": [
         Case("get", "/api/executions/", outsider="empty"),

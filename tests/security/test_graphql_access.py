@@ -30,7 +30,9 @@ SCHEDULE = '{name: "sec-gql", path: "%s", interval_s: 60}' % PATH
 OPS: dict[str, Op] = {
     "playbooks": Op("{ playbooks { results { path } } }", "empty", "playbooks.results"),
     "playbook": Op('{ playbook(path: "%s") { path } }' % PATH),
-    "executions": Op("{ executions { results { id } } }", "empty", "executions.results"),
+    "executions": Op(
+        "{ executions { results { id } } }", "empty", "executions.results"
+    ),
     "execution": Op('{ execution(id: "{run}") { id } }'),
     "events": Op('{ events(execution_id: "{run}") { results { seq } } }'),
     "step_results": Op('{ step_results(execution_id: "{run}") { step } }'),

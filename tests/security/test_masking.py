@@ -61,7 +61,7 @@ workflow:
 class _Echo(BaseHTTPRequestHandler):
     """Answers every POST with its headers and body, as a careless API would."""
 
-    def do_POST(self) -> None:  # noqa: N802 (the stdlib's name)
+    def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         reply = json.dumps(
             {"headers": dict(self.headers), "body": body.decode()}
@@ -116,8 +116,9 @@ def _every_table_as_text() -> dict[str, str]:
 def test_a_password_never_leaves_the_store_however_the_playbook_tries(
     stub: str, process_log: io.StringIO
 ) -> None:
-    save_credential("sec_pg", "postgres", {"user": "svc", "password": PASSWORD},
-                    "", ["sec/*"])
+    save_credential(
+        "sec_pg", "postgres", {"user": "svc", "password": PASSWORD}, "", ["sec/*"]
+    )
     save_credential("sec_api", "bearer", {"token": TOKEN}, "", ["sec/*"])
     catalog.register(PLAYBOOK.replace("STUB", stub))
 
@@ -136,8 +137,10 @@ def test_a_password_never_leaves_the_store_however_the_playbook_tries(
         api.get(f"/api/executions/{run_id}/events/", {"limit": 500}),
         api.post(
             "/graphql",
-            {"query": f'{{ step_results(execution_id: "{run_id}") '
-                      "{ step status result error } }"},
+            {
+                "query": f'{{ step_results(execution_id: "{run_id}") '
+                "{ step status result error } }"
+            },
             format="json",
         ),
     ]

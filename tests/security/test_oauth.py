@@ -25,8 +25,12 @@ SUBJECT = "auth0|5f7c8ec7c33c6c004bbafe82"
 @pytest.fixture
 def idp(tmp_path: Path, settings: Any) -> Iterator[FakeIdP]:
     provider = FakeIdP(
-        {"sub": SUBJECT, "nickname": "ada", "email": "ada@example.com",
-         "name": "Ada Lovelace"}
+        {
+            "sub": SUBJECT,
+            "nickname": "ada",
+            "email": "ada@example.com",
+            "name": "Ada Lovelace",
+        }
     )
     settings.SOCIAL_AUTH_AUTH0_DOMAIN = provider.start(tmp_path)
     settings.SOCIAL_AUTH_AUTH0_KEY = CLIENT_ID

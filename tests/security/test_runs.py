@@ -69,7 +69,9 @@ def test_a_sub_playbook_runs_only_if_the_root_runs_user_may_execute_it() -> None
 
 
 @pytest.mark.django_db(transaction=True)
-def test_embedded_a_step_outside_a_credentials_scope_fails_as_a_credential_error() -> None:
+def test_embedded_a_step_outside_a_credentials_scope_fails_as_a_credential_error() -> (
+    None
+):
     save_credential("fin_pg", "postgres", {"password": "pw-fin-123"}, "", ["finance/*"])
     catalog.register(USES_CREDENTIAL)
     with EmbeddedRuntime(workers=1) as runtime:
@@ -77,8 +79,9 @@ def test_embedded_a_step_outside_a_credentials_scope_fails_as_a_credential_error
         assert runtime.wait(run_id, timeout=60) == "failed"
     run = Execution.objects.get(id=run_id)
     assert run.error["kind"] == "credential", run.error
-    assert "credential fin_pg is not available to playbook marketing/export" in (
-        run.error["message"]
+    assert (
+        "credential fin_pg is not available to playbook marketing/export"
+        in (run.error["message"])
     )
     refused = AuditEntry.objects.get(action="credential.read")
     assert not refused.allowed and refused.actor == "worker:embedded"
@@ -112,4 +115,6 @@ def test_a_schedule_runs_as_its_owner_until_their_grant_goes() -> None:
     PathGrant.objects.all().delete()
     refused = duty.run_now(schedule, duty.db_now())
     assert refused.status == FireStatus.FAILED and refused.execution is None
-    assert refused.reason == "its owner planner may no longer execute sec/allowed/nightly"
+    assert (
+        refused.reason == "its owner planner may no longer execute sec/allowed/nightly"
+    )

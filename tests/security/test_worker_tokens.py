@@ -24,7 +24,7 @@ def _playbook(path: str) -> str:
         "apiVersion: noetl.io/v2\nkind: Playbook\n"
         f"metadata: {{name: p, path: {path}}}\n"
         "workflow:\n  - step: start\n"
-        "    tool: {kind: python, code: \"result = 1\"}\n"
+        '    tool: {kind: python, code: "result = 1"}\n'
     )
 
 
@@ -41,7 +41,7 @@ def _worker(client: Client, name: str) -> dict[str, Any]:
 
 def _held_task(client: Client, worker: dict[str, Any], path: str) -> dict[str, Any]:
     version, _ = catalog.register(_playbook(path))
-    execution, ids = service.start_execution(version.path)
+    _, ids = service.start_execution(version.path)
     status, reply = call(
         client, "post", "claim", {"claim_id": path, "command_ids": ids}, worker["token"]
     )
@@ -54,7 +54,9 @@ def _read(client: Client, worker: dict[str, Any], name: str, task: dict[str, Any
     return call(client, "get", f"credentials/{name}?{query}", token=worker["token"])
 
 
-def test_a_worker_reads_a_credential_only_for_a_command_it_holds(client: Client) -> None:
+def test_a_worker_reads_a_credential_only_for_a_command_it_holds(
+    client: Client,
+) -> None:
     save_credential("fin_pg", "postgres", {"password": PASSWORD}, "", ["finance/*"])
     holder, other = _worker(client, "holder"), _worker(client, "other")
     task = _held_task(client, holder, "finance/daily")
@@ -122,7 +124,10 @@ def test_a_worker_token_calls_no_user_endpoint(client: Client) -> None:
     ):
         assert client.get(url, **auth).status_code == 401, url
     response = client.post(
-        "/graphql", {"query": "{ pools { name } }"}, content_type="application/json", **auth
+        "/graphql",
+        {"query": "{ pools { name } }"},
+        content_type="application/json",
+        **auth,
     )
     assert response.status_code == 401
 
@@ -132,7 +137,9 @@ def test_enrollment_guessing_is_rate_limited(client: Client, settings: Any) -> N
 
     cache.clear()
     settings.NOETL_SIGNIN_RATE = 3
-    codes = [call(client, "post", "workers", {"name": "x"}, "guess")[0] for _ in range(5)]
+    codes = [
+        call(client, "post", "workers", {"name": "x"}, "guess")[0] for _ in range(5)
+    ]
     assert codes[:3] == [401, 401, 401] and codes[3:] == [429, 429]
     # Even the right token waits until the window passes.
     assert call(client, "post", "workers", {"name": "x"}, ENROLL)[0] == 429

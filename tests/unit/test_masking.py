@@ -39,14 +39,25 @@ def test_it_masks_escaped_and_quoted_shapes() -> None:
         "url": "https://x/?pw=p%40ss+%22word%22%2Fx",
         "list": [secret],
     }
-    assert masker.value(value) == {"raw": "saw ***", "url": "https://x/?pw=***", "list": ["***"]}
+    assert masker.value(value) == {
+        "raw": "saw ***",
+        "url": "https://x/?pw=***",
+        "list": ["***"],
+    }
     assert masker.value({"n": 1}) == {"n": 1}
 
 
 def test_log_records_lose_known_secrets_in_message_and_traceback() -> None:
     remember({"log-secret-42"})
-    record = logging.LogRecord("noetl.x", logging.ERROR, __file__, 1,
-                               "connect failed: %s", ("log-secret-42",), None)
+    record = logging.LogRecord(
+        "noetl.x",
+        logging.ERROR,
+        __file__,
+        1,
+        "connect failed: %s",
+        ("log-secret-42",),
+        None,
+    )
     try:
         raise ValueError("log-secret-42")
     except ValueError:
