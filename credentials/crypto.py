@@ -96,4 +96,6 @@ def decrypt(key_id: str, blob: bytes, associated: bytes) -> bytes:
     try:
         return AESGCM(key).decrypt(blob[:NONCE_BYTES], blob[NONCE_BYTES:], associated)
     except Exception as exc:
-        raise KeyError_("credential data failed authentication (wrong key or tampered)") from exc
+        raise KeyError_(
+            "credential data failed authentication (wrong key or tampered)"
+        ) from exc

@@ -4,6 +4,7 @@ credential's scope; every such read is audited."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -15,7 +16,7 @@ from accounts import audit
 from credentials import crypto
 from credentials.models import Credential, KeychainEntry, KeychainScope
 from noetl_site.access import matches
-from workers.tools.base import CredentialError
+from workers.tools.base import CredentialError, CredentialNotAllowed
 
 
 def check_patterns(patterns: Any) -> list[str]:
@@ -58,7 +59,9 @@ def _decrypted(credential: Credential) -> dict[str, Any]:
             credential.key_id, bytes(credential.data_encrypted), name.encode()
         )
     except crypto.KeyError_ as exc:
-        raise CredentialError(f"credential {name!r} cannot be decrypted: {exc}") from None
+        raise CredentialError(
+            f"credential {name!r} cannot be decrypted: {exc}"
+        ) from None
     fields = orjson.loads(data)
     fields.setdefault("type", credential.type)
     return fields
@@ -101,7 +104,9 @@ def credential_for_playbook(
     if credential is None:
         raise CredentialError(f"credential {name!r} does not exist")
     if not allowed:
-        raise CredentialError(f"credential {name} is not available to playbook {path}")
+        raise CredentialNotAllowed(
+            f"credential {name} is not available to playbook {path}"
+        )
     return _decrypted(credential)
 
 
@@ -147,31 +152,33 @@ def _keychain_plaintext(entry: KeychainEntry) -> bytes:
 
 def reencrypt_all() -> tuple[int, int]:
     """Re-encrypt every credential and keychain entry not yet under the
-    current key. Returns how many of each were rewritten. Each row is
-    rewritten in its own transaction under a row lock, so a concurrent save
-    is neither lost nor overwritten with stale data."""
+    current key. Returns how many of each were rewritten."""
     current_id, _ = crypto.current_key()
-    credentials = entries = 0
-    for pk in Credential.objects.exclude(key_id=current_id).values_list("pk", flat=True):
+    credentials = _reencrypt(
+        Credential, "data_encrypted", lambda row: row.name.encode(), current_id
+    )
+    entries = _reencrypt(
+        KeychainEntry, "value_encrypted", KeychainEntry.associated_data, current_id
+    )
+    return credentials, entries
+
+
+def _reencrypt(
+    model: Any, column: str, associated: Callable[[Any], bytes], current_id: str
+) -> int:
+    # Each row in its own transaction under a row lock: a concurrent save is
+    # neither lost nor overwritten with stale data.
+    done = 0
+    stale = model.objects.exclude(key_id=current_id).values_list("pk", flat=True)
+    for pk in stale:
         with transaction.atomic():
-            row = Credential.objects.select_for_update().get(pk=pk)
+            row = model.objects.select_for_update().get(pk=pk)
             if row.key_id == current_id:
                 continue
-            plain = crypto.decrypt(row.key_id, bytes(row.data_encrypted), row.name.encode())
-            row.key_id, row.data_encrypted = crypto.encrypt(plain, row.name.encode())
-            row.save(update_fields=["key_id", "data_encrypted"])
-            credentials += 1
-    for pk in KeychainEntry.objects.exclude(key_id=current_id).values_list("pk", flat=True):
-        with transaction.atomic():
-            entry = KeychainEntry.objects.select_for_update().get(pk=pk)
-            if entry.key_id == current_id:
-                continue
-            plain = crypto.decrypt(
-                entry.key_id, bytes(entry.value_encrypted), entry.associated_data()
-            )
-            entry.key_id, entry.value_encrypted = crypto.encrypt(
-                plain, entry.associated_data()
-            )
-            entry.save(update_fields=["key_id", "value_encrypted"])
-            entries += 1
-    return credentials, entries
+            aad = associated(row)
+            plain = crypto.decrypt(row.key_id, bytes(getattr(row, column)), aad)
+            row.key_id, blob = crypto.encrypt(plain, aad)
+            setattr(row, column, blob)
+            row.save(update_fields=["key_id", column])
+            done += 1
+    return done

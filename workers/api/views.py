@@ -31,7 +31,7 @@ from executions.engine.values import dumps, loads
 from executions.models import Command, CommandState
 from workers import dispatch
 from workers.models import Pool, WorkerRegistration, WorkerStatus, hash_token, new_token
-from workers.tools.base import CredentialError
+from workers.tools.base import CredentialError, CredentialNotAllowed
 
 log = logging.getLogger("noetl.workers.api")
 PROTOCOL = 1
@@ -222,7 +222,7 @@ def credential(request: HttpRequest, worker: WorkerRegistration, body: dict,
     try:
         fields = service.credential_for(name, command_id, worker.id)
     except CredentialError as exc:
-        status = 404 if "does not exist" in str(exc) else 403
+        status = 403 if isinstance(exc, CredentialNotAllowed) else 404
         return problem(status, "credential", str(exc))
     return answer({"name": name, "fields": fields})
 
