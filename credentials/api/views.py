@@ -42,12 +42,18 @@ class CredentialViewSet(viewsets.ModelViewSet):
         instance.delete()
 
     def perform_create(self, serializer: CredentialSerializer) -> None:
-        serializer.save()
-        audit.record("credential.written", serializer.instance.name)
+        self._written(serializer.save())
 
     def perform_update(self, serializer: CredentialSerializer) -> None:
-        serializer.save()
-        audit.record("credential.written", serializer.instance.name)
+        self._written(serializer.save())
+
+    def _written(self, credential: Credential) -> None:
+        # The scope decides which playbooks get the secret: a permission change.
+        audit.record(
+            "credential.written",
+            credential.name,
+            allowed_paths=credential.allowed_paths,
+        )
 
 
 @extend_schema_view(
