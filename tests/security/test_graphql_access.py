@@ -36,7 +36,7 @@ OPS: dict[str, Op] = {
     "execution": Op('{ execution(id: "{run}") { id } }'),
     "events": Op('{ events(execution_id: "{run}") { results { seq } } }'),
     "step_results": Op('{ step_results(execution_id: "{run}") { step } }'),
-    "credentials": Op("{ credentials { name } }"),
+    "credentials": Op("{ credentials { name allowed_paths } }"),
     "keychain_entries": Op("{ keychain_entries { name } }"),
     "workers": Op("{ workers { name } }", "own"),
     "pools": Op("{ pools { name } }", "own"),
