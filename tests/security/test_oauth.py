@@ -102,3 +102,30 @@ def test_an_id_token_the_provider_keys_do_not_vouch_for_signs_nobody_in(
     assert done.status_code == 302 and done["Location"].startswith("/api/auth/login/")
     assert not User.objects.exists()
     assert client.get("/api/auth/session/").status_code == 401
+
+
+@pytest.mark.django_db
+def test_a_callback_with_a_forged_state_or_code_signs_nobody_in(idp: FakeIdP) -> None:
+    client = Client()
+    start = client.post("/api/auth/login/auth0/")
+    assert start.status_code == 302
+    for params in (
+        {"code": "made-up", "state": "made-up"},
+        {"code": "made-up"},
+        {"error": "access_denied", "state": "made-up"},
+    ):
+        done = client.get("/api/auth/complete/auth0/", params)
+        assert done.status_code == 302 and done["Location"].startswith(
+            "/api/auth/login/"
+        ), params
+        assert client.get("/api/auth/session/").status_code == 401
+    assert not User.objects.exists()
+
+
+@pytest.mark.django_db
+def test_the_sign_in_page_offers_auth0_only_when_configured(settings: Any) -> None:
+    settings.SOCIAL_AUTH_AUTH0_DOMAIN = ""
+    assert b"Sign in with Auth0" not in Client().get("/api/auth/login/").content
+    settings.SOCIAL_AUTH_AUTH0_DOMAIN = "tenant.example.com"
+    page = Client().get("/api/auth/login/").content.decode()
+    assert "Sign in with Auth0" in page and 'action="/api/auth/login/auth0/"' in page
