@@ -3,7 +3,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from accounts import tokens
-from accounts.models import ApiToken
+from accounts.models import ApiToken, AuditEntry, PathGrant
 
 
 @admin.register(ApiToken)
@@ -36,3 +36,31 @@ class ApiTokenAdmin(admin.ModelAdmin):
     def revoke(self, request: HttpRequest, queryset: QuerySet[ApiToken]) -> None:
         for row in queryset:
             tokens.revoke(row)
+
+
+@admin.register(PathGrant)
+class PathGrantAdmin(admin.ModelAdmin):
+    """Who may view, run and change which playbooks. Every change is written
+    to the audit log (accounts.signals)."""
+
+    list_display = ["group", "pattern", "can_view", "can_execute", "can_modify"]
+    list_filter = ["group", "can_execute", "can_modify"]
+    search_fields = ["pattern", "group__name"]
+
+
+@admin.register(AuditEntry)
+class AuditEntryAdmin(admin.ModelAdmin):
+    list_display = ["at", "actor", "action", "target", "allowed"]
+    list_filter = ["action", "allowed"]
+    search_fields = ["actor", "target"]
+    readonly_fields = ["at", "actor", "action", "target", "allowed", "detail"]
+
+    # The audit log is only ever added to.
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False

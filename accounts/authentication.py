@@ -7,7 +7,7 @@ from typing import Any
 from rest_framework import authentication, exceptions
 from rest_framework.request import Request
 
-from accounts import tokens
+from accounts import audit, tokens
 
 
 class BearerTokenAuthentication(authentication.BaseAuthentication):
@@ -28,7 +28,11 @@ class BearerTokenAuthentication(authentication.BaseAuthentication):
             raise exceptions.AuthenticationFailed("the Bearer header carries no token")
         row = tokens.check(token)
         if row is None:
-            raise exceptions.AuthenticationFailed("invalid or revoked API token")
+            raise exceptions.AuthenticationFailed(
+                "invalid, expired or revoked API token"
+            )
+        # What this request records in the audit log is done by the token's user.
+        audit.set_actor(audit.actor_of(row.user))
         return row.user, row
 
     def authenticate_header(self, request: Request) -> str:

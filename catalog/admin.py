@@ -15,11 +15,11 @@ from catalog.forms import PlaybookVersionForm
 from catalog.models import PlaybookVersion
 from executions import control
 from noetl_site import access
-from noetl_site.admin_tools import adopt
+from noetl_site.admin_tools import PathScoped, adopt
 
 
 @admin.register(PlaybookVersion)
-class PlaybookVersionAdmin(admin.ModelAdmin):
+class PlaybookVersionAdmin(PathScoped, admin.ModelAdmin):
     form = PlaybookVersionForm
     list_display = ["path", "version", "name", "created_at"]
     list_display_links = ["path", "version"]

@@ -33,6 +33,12 @@ class PlaybookNotFound(Exception):
     pass
 
 
+def path_of(text: str) -> str:
+    """The catalog path a playbook text declares (PlaybookError if invalid),
+    so permission to write there is checked before anything is stored."""
+    return parse_playbook(text)["path"]
+
+
 def register(text: str) -> tuple[PlaybookVersion, bool]:
     """Validate and store a playbook; identical content returns the existing version.
 

@@ -10,6 +10,7 @@ from django.contrib import admin
 from django.http import HttpRequest
 from django.utils import timezone
 
+from accounts import audit
 from credentials import store
 from credentials.forms import (
     FIELDS,
@@ -41,7 +42,7 @@ class CredentialAdmin(admin.ModelAdmin):
             else "Write-only: once saved, these values are never shown again."
         )
         sets: list[tuple[str | None, dict[str, Any]]] = [
-            (None, {"fields": ["name", "type", "description"]})
+            (None, {"fields": ["name", "type", "description", "allowed"]})
         ]
         groups = [
             (kind, [form_field(kind, key) for key, _, _ in specs])
@@ -77,16 +78,21 @@ class CredentialAdmin(admin.ModelAdmin):
         self, request: HttpRequest, obj: Credential, form: CredentialForm, change: bool
     ) -> None:
         data = dict(form.secret_data)
+        obj.allowed_paths = form.cleaned_data["allowed"]
+        audit.record("credential.written", obj.name, allowed_paths=obj.allowed_paths)
         if change and not data:
-            # Only the type or description changed; the ciphertext stays.
-            obj.save(update_fields=["type", "description", "updated_at"])
+            # Only the type, description or scope changed; the ciphertext stays.
+            fields = ["type", "description", "allowed_paths", "updated_at"]
+            obj.save(update_fields=fields)
             return
         if change and form.merge:
             # Read to merge, never to show: filled fields replace stored ones.
             stored = store.read_credential(obj.name)
             stored.pop("type", None)
             data = {**stored, **data}
-        saved = store.save_credential(obj.name, obj.type, data, obj.description)
+        saved = store.save_credential(
+            obj.name, obj.type, data, obj.description, obj.allowed_paths
+        )
         adopt(obj, saved)
 
 

@@ -2,8 +2,13 @@
 
 The key comes from NOETL_ENCRYPTION_KEY (urlsafe base64 of 32 bytes). With no
 key configured, a development key is generated once under NOETL_HOME and a
-loud warning says so: fine on a laptop, never in production. Each ciphertext
-records the key id, so keys can be rotated.
+loud warning says so: fine on a laptop, never in production.
+
+Rotation: each ciphertext records the id of its key (a digest of the key, so
+ids need no naming). New writes use NOETL_ENCRYPTION_KEY; keys listed in
+NOETL_ENCRYPTION_OLD_KEYS (comma separated) still decrypt what they wrote.
+``manage.py rotatekeys`` re-encrypts every credential and keychain entry
+with the current key, after which the old keys can be dropped.
 """
 
 from __future__ import annotations
@@ -30,16 +35,39 @@ def generate_key() -> str:
     return base64.urlsafe_b64encode(os.urandom(32)).decode()
 
 
+def _parse(text: str, setting: str) -> tuple[str, bytes]:
+    try:
+        key = base64.urlsafe_b64decode(text.strip().encode())
+    except ValueError as exc:
+        raise KeyError_(f"{setting} is not valid base64") from exc
+    if len(key) != 32:
+        raise KeyError_(f"{setting} must decode to 32 bytes")
+    return hashlib.sha256(key).hexdigest()[:16], key
+
+
 @lru_cache(maxsize=1)
 def current_key() -> tuple[str, bytes]:
     text = settings.NOETL_ENCRYPTION_KEY or _development_key()
-    try:
-        key = base64.urlsafe_b64decode(text.encode())
-    except ValueError as exc:
-        raise KeyError_("NOETL_ENCRYPTION_KEY is not valid base64") from exc
-    if len(key) != 32:
-        raise KeyError_("NOETL_ENCRYPTION_KEY must decode to 32 bytes")
-    return hashlib.sha256(key).hexdigest()[:16], key
+    return _parse(text, "NOETL_ENCRYPTION_KEY")
+
+
+@lru_cache(maxsize=8)
+def _old_keys(texts: tuple[str, ...]) -> dict[str, bytes]:
+    return dict(_parse(text, "NOETL_ENCRYPTION_OLD_KEYS") for text in texts if text)
+
+
+def key_for(key_id: str) -> bytes:
+    """The key that wrote ``key_id``: the current one or a listed old one."""
+    current_id, key = current_key()
+    if key_id == current_id:
+        return key
+    old = _old_keys(tuple(getattr(settings, "NOETL_ENCRYPTION_OLD_KEYS", ()) or ()))
+    if key_id in old:
+        return old[key_id]
+    raise KeyError_(
+        f"data was encrypted with key {key_id}, which is neither the current key "
+        "nor one listed in NOETL_ENCRYPTION_OLD_KEYS"
+    )
 
 
 def _development_key() -> str:
@@ -64,10 +92,10 @@ def encrypt(plaintext: bytes, associated: bytes) -> tuple[str, bytes]:
 
 
 def decrypt(key_id: str, blob: bytes, associated: bytes) -> bytes:
-    current_id, key = current_key()
-    if key_id != current_id:
-        raise KeyError_(f"credential was encrypted with key {key_id}, not the current key")
+    key = key_for(key_id)
     try:
         return AESGCM(key).decrypt(blob[:NONCE_BYTES], blob[NONCE_BYTES:], associated)
     except Exception as exc:
-        raise KeyError_("credential data failed authentication (wrong key or tampered)") from exc
+        raise KeyError_(
+            "credential data failed authentication (wrong key or tampered)"
+        ) from exc

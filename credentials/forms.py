@@ -81,6 +81,15 @@ class CredentialForm(forms.ModelForm):
         label="Data (JSON object)",
         widget=WriteOnlyTextarea(attrs={"rows": 6, "autocomplete": "off"}),
     )
+    allowed = forms.CharField(
+        required=False,
+        label="Playbooks allowed to use it",
+        initial="*",
+        widget=forms.Textarea(attrs={"rows": 3}),
+        help_text="Catalog path patterns, one per line: finance/* is every "
+        "playbook under finance/, * every playbook. Empty keeps the stored "
+        "list (* for a new credential).",
+    )
 
     class Meta:
         model = Credential
@@ -90,6 +99,8 @@ class CredentialForm(forms.ModelForm):
         super().__init__(*args, **kwargs)
         # A type set through the API that this form has no fields for is
         # edited as generic JSON.
+        if self.instance.pk:
+            self.fields["allowed"].initial = "\n".join(self.instance.allowed_paths)
         current = self.instance.type if self.instance.pk else ""
         if current and current not in TYPE_LABELS:
             choices = [*TYPE_LABELS.items(), (current, f"{current} (JSON)")]
@@ -98,6 +109,13 @@ class CredentialForm(forms.ModelForm):
     @property
     def stored(self) -> bool:
         return self.instance.pk is not None
+
+    def clean_allowed(self) -> list[str]:
+        lines = str(self.cleaned_data.get("allowed") or "").splitlines()
+        patterns = [line.strip() for line in lines if line.strip()]
+        if patterns:
+            return patterns
+        return list(self.instance.allowed_paths) if self.stored else ["*"]
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean()

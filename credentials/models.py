@@ -1,14 +1,26 @@
 from django.db import models
 
 
+def everywhere() -> list[str]:
+    return ["*"]
+
+
 class Credential(models.Model):
-    """A named secret, encrypted at rest; the data is never shown back."""
+    """A named secret, encrypted at rest; the data is never shown back.
+
+    ``allowed_paths`` lists the catalog path patterns (``finance/*``) of the
+    playbooks that may use it; ``*`` is every playbook.
+    """
 
     name = models.CharField(max_length=200, unique=True)
     type = models.CharField(max_length=50)
     description = models.TextField(blank=True, default="")
     data_encrypted = models.BinaryField()
     key_id = models.CharField(max_length=32)
+    allowed_paths = models.JSONField(
+        default=everywhere,
+        help_text="catalog path patterns of the playbooks that may use it",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -10,7 +10,7 @@ from django.forms.models import BaseInlineFormSet
 from django.http import HttpRequest, HttpResponse
 
 from executions.models import Event, Execution, StepRun
-from noetl_site.admin_tools import CappedPaginator
+from noetl_site.admin_tools import CappedPaginator, PathScoped
 
 EVENTS_PAGE = 50
 
@@ -87,7 +87,7 @@ class StepRunInline(ViewOnly, admin.TabularInline):
 
 
 @admin.register(Execution)
-class ExecutionAdmin(ViewOnly, admin.ModelAdmin):
+class ExecutionAdmin(PathScoped, ViewOnly, admin.ModelAdmin):
     list_display = ["id", "path", "version", "status", "created_at", "ended_at"]
     list_filter = ["status"]
     search_fields = ["=id", "path"]

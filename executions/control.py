@@ -16,6 +16,7 @@ from typing import Any
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db import IntegrityError, transaction
 
+from accounts import audit
 from executions import queries, service
 from executions.engine.values import dumps
 from executions.models import (
@@ -70,7 +71,9 @@ def start(
         "input": service.values().externalize(payload),
     }
     if not idempotency_key:
-        execution, _ = service.start_execution(path, version, payload, trigger=trigger)
+        execution, _ = service.start_execution(
+            path, version, payload, trigger=trigger, owner=_username(user)
+        )
         service.settle()
         return execution, True
 
@@ -88,7 +91,7 @@ def start(
                 user=_owner(user), key=idempotency_key, request_digest=digest
             )
             execution, _ = service.start_execution(
-                path, version, payload, trigger=trigger
+                path, version, payload, trigger=trigger, owner=_username(user)
             )
             row.execution = execution
             row.save(update_fields=["execution"])
@@ -160,6 +163,13 @@ def cancel_tree(execution_id: str, *, user: Caller, reason: str = "") -> list[st
         service.settle()
     cancelled = Execution.objects.filter(id__in=running_below, status=Status.CANCELLED)
     below = sorted(cancelled.values_list("id", flat=True))
+    audit.record(
+        "run.cancelled",
+        execution_id,
+        actor=audit.actor_of(user) if by else "",
+        reason=reason,
+        runs_below=below,
+    )
     log.info(
         "cancelled %s and %d runs below it (by %s)",
         execution_id,

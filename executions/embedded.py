@@ -62,7 +62,9 @@ class LocalControlPlane:
         return _json(self.runtime.write(service.heartbeat, worker_id, held))
 
     def credential(self, name: str, command_id: str, delivery: int) -> dict[str, Any]:
-        return _json(self.runtime.write(service.credential_for, name))
+        return _json(
+            self.runtime.write(service.credential_for, name, command_id, "embedded")
+        )
 
     def put_blob(self, sha256: str, data: bytes) -> None:
         self.runtime.write(service.put_blob, sha256, data)

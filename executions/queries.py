@@ -4,6 +4,7 @@ Nothing here writes."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -82,12 +83,16 @@ def runs_page(
     parent: str = "",
     before: str = "",
     limit: int = 50,
+    narrow: Callable[[QuerySet[Execution]], QuerySet[Execution]] | None = None,
 ) -> list[Execution]:
     """Newest runs first, keyset-paged on the id: ids are UUIDv7, so id order
-    is start order, and ``before`` is the last id of the previous page."""
+    is start order, and ``before`` is the last id of the previous page.
+    ``narrow`` keeps the runs a caller may see (``access.viewable``)."""
     rows = runs_queryset(
         status=status, path=path, since=since, parent=parent, before=before
     )
+    if narrow is not None:
+        rows = narrow(rows)
     return list(with_trigger(rows)[:limit])
 
 

@@ -24,10 +24,10 @@ from django.db.models.functions import Now
 from django.utils import timezone
 
 from catalog import services as catalog
-from credentials.store import read_credential
+from credentials.store import credential_for_playbook
+from executions import rawsql
 from executions.engine.decide import Decision, Engine
 from executions.engine.state import initial_state
-from executions import rawsql
 from executions.engine.values import Values, dumps, loads
 from executions.models import (
     Blob,
@@ -106,8 +106,13 @@ def start_execution(
     parent: Execution | None = None,
     parent_command: str = "",
     execution_id: str | None = None,
+    owner: str = "",
 ) -> tuple[Execution, list[str]]:
-    """Create a run and its first commands. Returns (execution, command ids)."""
+    """Create a run and its first commands. Returns (execution, command ids).
+
+    ``owner`` names the user who started the root run ('' for the system:
+    a schedule, the local CLI); its sub-playbook runs act with that user's
+    permissions."""
     playbook_version = catalog.resolve(path, version)
     with transaction.atomic():
         execution = Execution.objects.create(
@@ -117,6 +122,7 @@ def start_execution(
             version=playbook_version.version,
             parent=parent,
             parent_command=parent_command,
+            owner=owner,
         )
         StepRun.objects.bulk_create([
             StepRun(execution=execution, step=name)
@@ -347,23 +353,53 @@ def _notify_parent(execution: Execution) -> None:
     })
 
 
+class ChildRefused(Exception):
+    """The root run's user may not run the sub-playbook."""
+
+
+def _check_child_allowed(parent: Execution, path: str) -> None:
+    if not parent.owner:
+        return
+    from django.contrib.auth import get_user_model
+
+    from accounts import audit
+    from noetl_site import access
+
+    user = get_user_model().objects.filter(username=parent.owner).first()
+    if user is None or not access.can_execute(user, path):
+        audit.record(
+            "subplaybook.refused",
+            path,
+            actor=f"user:{parent.owner}",
+            allowed=False,
+            parent=parent.id,
+        )
+        raise ChildRefused(
+            f"user {parent.owner} (who started the root run) may not execute "
+            f"sub-playbook {path}"
+        )
+
+
 def _start_child(parent: Execution, spec: dict[str, Any]) -> list[str]:
     """Start a sub-playbook run; creating a new run needs no other lock."""
     try:
+        _check_child_allowed(parent, spec["path"] or "")
         child, dispatched = start_execution(
             spec["path"] or "", spec.get("version"), spec.get("payload") or {},
             trigger={"kind": "parent", "parent_execution_id": parent.id},
             parent=parent, parent_command=spec.get("parent_command") or "",
             execution_id=spec["execution_id"],
+            owner=parent.owner,
         )
-    except catalog.PlaybookNotFound as exc:
+    except (catalog.PlaybookNotFound, ChildRefused) as exc:
+        kind = "permission" if isinstance(exc, ChildRefused) else "playbook"
         if spec.get("parent_command"):
             _target(parent.id)
             Inbox.objects.create(execution=parent, kind="child_done", payload={
                 "command_id": spec["parent_command"],
                 "child": {"execution_id": spec["execution_id"], "status": "failed",
                           "result": None, "path": spec["path"],
-                          "error": {"kind": "playbook", "message": str(exc)}},
+                          "error": {"kind": kind, "message": str(exc)}},
             })
         return []
     return dispatched
@@ -673,8 +709,17 @@ def cancel(execution_id: str, reason: str = "cancelled by user", by: str = "") -
     return True
 
 
-def credential_for(name: str) -> dict[str, Any]:
-    return read_credential(name)
+def credential_for(name: str, command_id: str, worker_id: str) -> dict[str, Any]:
+    """A credential's fields for a step of ``command_id``: the scope is
+    checked against that command's playbook (a sub-playbook's own path)."""
+    execution_id, path = (
+        Command.objects.filter(id=command_id)
+        .values_list("execution_id", "execution__path")
+        .first()
+    ) or ("", "")
+    return credential_for_playbook(
+        name, path, actor=f"worker:{worker_id}", execution_id=execution_id
+    )
 
 
 def put_blob(sha256: str, data: bytes) -> None:

@@ -27,6 +27,12 @@ class IsAuthenticatedUnlessDisabled(permissions.BasePermission):
         return bool(request.user and request.user.is_authenticated)
 
 
+def check(allowed: bool, what: str) -> None:
+    """A refused permission check as a 403 naming what was refused."""
+    if not allowed:
+        raise exceptions.PermissionDenied(f"permission denied: {what}")
+
+
 class TextParser(parsers.BaseParser):
     """A request body taken as text: a playbook posted as YAML."""
 

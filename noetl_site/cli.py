@@ -437,7 +437,8 @@ def cmd_credential(args: argparse.Namespace) -> int:
         return EXIT_OK
     data = credential_from_args(args)
     try:
-        save_credential(args.name, args.type, data, args.description or "")
+        save_credential(args.name, args.type, data, args.description or "",
+                        args.allow)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     print(f"saved credential {args.name} ({args.type})")
@@ -501,6 +502,10 @@ def parser() -> argparse.ArgumentParser:
     credential.add_argument("--type", help="e.g. postgres, http, bearer")
     credential.add_argument("--data", help="JSON object, or @file")
     credential.add_argument("--description")
+    credential.add_argument(
+        "--allow", action="append", metavar="PATTERN",
+        help="a catalog path pattern of the playbooks that may use it, e.g. "
+             "'finance/*' (repeat for more; default for a new credential: '*')")
     credential.set_defaults(func=cmd_credential)
 
     from schedules import cli as schedule_cli

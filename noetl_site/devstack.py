@@ -105,8 +105,9 @@ class DevStack:
                 conn.execute(f'create database "{self.database}"')
         self.manage("migrate", "--noinput")
         self.manage("nats_setup")
-        made = self.manage("createtoken", "admin", "--create", "--name", "devstack",
-                           check=False)
+        # The stack's one user operates it: a superuser passes every check.
+        made = self.manage("createtoken", "admin", "--create", "--superuser",
+                           "--name", "devstack", check=False)
         if made.returncode == 0 and made.stdout.strip():
             self.token = made.stdout.strip().splitlines()[-1]
 

@@ -20,13 +20,19 @@ from django.contrib.auth.views import redirect_to_login
 from django.http import HttpRequest, HttpResponse, HttpResponseBase, JsonResponse
 from django.templatetags.static import static
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
+from graphql.validation import NoSchemaIntrospectionCustomRule
 from strawberry.django.views import GraphQLView
-from strawberry.extensions import MaxAliasesLimiter, MaxTokensLimiter, QueryDepthLimiter
+from strawberry.extensions import (
+    AddValidationRules,
+    MaxAliasesLimiter,
+    MaxTokensLimiter,
+    QueryDepthLimiter,
+)
 from strawberry.schema.config import StrawberryConfig
 from strawberry.tools import merge_types
 from strawberry_django.optimizer import DjangoOptimizerExtension
 
-from accounts import tokens
+from accounts import audit, tokens
 from noetl_site import access
 
 # Today's deepest query (a page of runs, their playbooks, a field) is 4;
@@ -71,6 +77,10 @@ def build_schema(max_depth: int = MAX_DEPTH) -> strawberry.Schema:
         # Factories: each request gets fresh extension instances.
         extensions=[
             DjangoOptimizerExtension,
+            # Introspection tells an outsider the whole API: DEBUG only.
+            lambda: AddValidationRules(
+                [] if settings.DEBUG else [NoSchemaIntrospectionCustomRule]
+            ),
             lambda: QueryDepthLimiter(max_depth=max_depth),
             lambda: MaxAliasesLimiter(max_alias_count=MAX_ALIASES),
             lambda: MaxTokensLimiter(max_token_count=MAX_TOKENS),
@@ -109,6 +119,7 @@ class NoetlGraphQLView(GraphQLView):
             if row is None:
                 return _refused("invalid or revoked API token")
             request.user = row.user
+            audit.set_actor(audit.actor_of(row.user))
             # A token is not sent by the browser on its own: no CSRF check.
             return super().dispatch(request, *args, **kwargs)
 

@@ -292,8 +292,10 @@ def cmd_credential(args: argparse.Namespace, client: Client) -> int:
         )
         return cli.EXIT_OK
     data = cli.credential_from_args(args)
-    client.save_credential(args.name, {"type": args.type, "data": data,
-                                       "description": args.description or ""})
+    body = {"type": args.type, "data": data, "description": args.description or ""}
+    if args.allow:
+        body["allowed_paths"] = args.allow
+    client.save_credential(args.name, body)
     print(f"saved credential {args.name} ({args.type})")
     return cli.EXIT_OK
 

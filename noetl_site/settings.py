@@ -31,6 +31,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    "social_django",
     "accounts",
     "catalog",
     "executions",
@@ -41,11 +42,14 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "noetl_site.middleware.BodyLimitMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "accounts.audit.AuditActorMiddleware",
+    "social_django.middleware.SocialAuthExceptionMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
 ]
 
@@ -60,6 +64,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "social_django.context_processors.backends",
             ]
         },
     }
@@ -98,6 +103,8 @@ warnings.filterwarnings("ignore", message="No directory at", category=UserWarnin
 
 # Credentials are encrypted with this key (Fernet-style, base64 32 bytes).
 NOETL_ENCRYPTION_KEY = env.str("NOETL_ENCRYPTION_KEY", default="")
+# Keys replaced by a rotation: they still decrypt until `rotatekeys` has run.
+NOETL_ENCRYPTION_OLD_KEYS = env.list("NOETL_ENCRYPTION_OLD_KEYS", default=[])
 NOETL_NATS_URL = env.str("NATS_URL", default="")
 NOETL_NATS_NAMESPACE = env.str("NOETL_NATS_NAMESPACE", default="noetl")
 if not re.fullmatch(r"[A-Za-z0-9_-]{1,32}", NOETL_NATS_NAMESPACE):
@@ -138,6 +145,58 @@ REST_FRAMEWORK = {
 }
 LOGIN_URL = "/api/auth/login/"
 LOGIN_REDIRECT_URL = "/api/docs/"
+
+# -- sign-in, cookies, limits (README "Security") ----------------------------
+# OAuth sign-in through social-auth-app-django: the Auth0 backend, set up from
+# the environment. Without AUTH0_DOMAIN only password sign-in is offered.
+AUTHENTICATION_BACKENDS = [
+    "social_core.backends.auth0.Auth0OAuth2",
+    "django.contrib.auth.backends.ModelBackend",
+]
+SOCIAL_AUTH_AUTH0_DOMAIN = env.str("AUTH0_DOMAIN", default="")
+SOCIAL_AUTH_AUTH0_KEY = env.str("AUTH0_CLIENT_ID", default="")
+SOCIAL_AUTH_AUTH0_SECRET = env.str("AUTH0_CLIENT_SECRET", default="")
+SOCIAL_AUTH_AUTH0_SCOPE = ["openid", "profile", "email"]
+# A CA bundle for an identity provider with a private CA (default: system CAs).
+SOCIAL_AUTH_AUTH0_VERIFY_SSL = env.str("AUTH0_CA_BUNDLE", default="") or True
+SOCIAL_AUTH_URL_NAMESPACE = "social"
+SOCIAL_AUTH_LOGIN_REDIRECT_URL = "/"
+SOCIAL_AUTH_LOGIN_ERROR_URL = "/api/auth/login/"
+SOCIAL_AUTH_JSONFIELD_ENABLED = True
+# Users are matched by their Auth0 subject, never merged by e-mail address.
+SOCIAL_AUTH_PIPELINE = (
+    "social_core.pipeline.social_auth.social_details",
+    "social_core.pipeline.social_auth.social_uid",
+    "social_core.pipeline.social_auth.auth_allowed",
+    "social_core.pipeline.social_auth.social_user",
+    "social_core.pipeline.user.get_username",
+    "social_core.pipeline.user.create_user",
+    "social_core.pipeline.social_auth.associate_user",
+    "social_core.pipeline.social_auth.load_extra_data",
+    "social_core.pipeline.user.user_details",
+)
+# Sign-ins and token requests per client address and minute (Django's cache).
+NOETL_SIGNIN_RATE = env.int("NOETL_SIGNIN_RATE", default=20)
+
+# Cookies: never readable by scripts; sent over HTTPS only unless DEBUG (a
+# laptop on plain http). NOETL_INSECURE_COOKIES=true lifts that for a server
+# behind a plain-http test proxy.
+_secure_cookies = not DEBUG and not env.bool("NOETL_INSECURE_COOKIES", default=False)
+SESSION_COOKIE_SECURE = _secure_cookies
+CSRF_COOKIE_SECURE = _secure_cookies
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax"
+CSRF_COOKIE_SAMESITE = "Lax"
+SESSION_COOKIE_AGE = env.int("NOETL_SESSION_AGE_S", default=8 * 3600)
+CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
+X_FRAME_OPTIONS = "DENY"
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+if env.bool("NOETL_BEHIND_TLS_PROXY", default=False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# Largest request body: workers upload blobs of a few MB; more is refused.
+DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("NOETL_MAX_BODY_BYTES", default=16 * 1024 * 1024)
+DATA_UPLOAD_MAX_NUMBER_FIELDS = 1000
 SPECTACULAR_SETTINGS = {
     "TITLE": "NoETL API",
     "DESCRIPTION": "Playbooks, executions, credentials and runtime variables.",
@@ -157,6 +216,14 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    # Secrets a worker handed to a tool are masked out of every log line.
+    "filters": {"mask_secrets": {"()": "workers.masking.LogMasker"}},
+    "handlers": {
+        "stderr": {
+            "class": "logging.StreamHandler",
+            "formatter": "plain",
+            "filters": ["mask_secrets"],
+        }
+    },
     "loggers": {"noetl": {"handlers": ["stderr"], "level": env.str("NOETL_LOG_LEVEL", default="WARNING")}},
 }

@@ -15,7 +15,7 @@ urlpatterns = [
     path("api/", include("credentials.api.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
-    path("api/auth/", include("rest_framework.urls")),
+    path("api/auth/", include("accounts.urls")),
     path("graphql", graphql_view, name="graphql"),
     path("admin/", admin.site.urls),
     path("schedules/", include("schedules.urls")),

@@ -7,12 +7,15 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils.html import format_html_join
 
+from noetl_site import access
+from noetl_site.admin_tools import PathScoped
 from schedules import duty
-from schedules.models import Schedule
+from schedules.models import Schedule, owner_of
 
 RECENT_FIRES = 10
 STATE_FIELDS = (
@@ -27,7 +30,7 @@ STATE_FIELDS = (
 
 
 @admin.register(Schedule)
-class ScheduleAdmin(admin.ModelAdmin):
+class ScheduleAdmin(PathScoped, admin.ModelAdmin):
     list_display = (
         "name",
         "path",
@@ -89,25 +92,43 @@ class ScheduleAdmin(admin.ModelAdmin):
     def save_model(
         self, request: HttpRequest, obj: Schedule, form: Any, change: bool
     ) -> None:
-        # The same path as every other surface (the form already ran clean()).
+        # The same rules as every other surface (the form already ran clean()).
+        if not access.can_execute(request.user, obj.path):
+            raise PermissionDenied(f"you may not run {obj.path}")
+        obj.owner = owner_of(request.user)
         obj.save_checked(duty.db_now())
+
+    def _allowed(
+        self, request: HttpRequest, queryset: QuerySet[Schedule]
+    ) -> list[Schedule]:
+        allowed = []
+        for schedule in queryset:
+            if access.can_execute(request.user, schedule.path):
+                allowed.append(schedule)
+            else:
+                self.message_user(
+                    request, f"You may not run {schedule.path}.", messages.ERROR
+                )
+        return allowed
 
     @admin.action(description="Pause the selected schedules")
     def pause(self, request: HttpRequest, queryset: QuerySet[Schedule]) -> None:
-        for schedule in queryset:
+        allowed = self._allowed(request, queryset)
+        for schedule in allowed:
             schedule.pause()
-        self.message_user(request, f"paused {len(queryset)} schedule(s)")
+        self.message_user(request, f"paused {len(allowed)} schedule(s)")
 
     @admin.action(description="Resume the selected schedules from now")
     def resume(self, request: HttpRequest, queryset: QuerySet[Schedule]) -> None:
         now = duty.db_now()
-        for schedule in queryset:
+        allowed = self._allowed(request, queryset)
+        for schedule in allowed:
             schedule.resume(now)
-        self.message_user(request, f"resumed {len(queryset)} schedule(s)")
+        self.message_user(request, f"resumed {len(allowed)} schedule(s)")
 
     @admin.action(description="Run the selected schedules now")
     def run_now(self, request: HttpRequest, queryset: QuerySet[Schedule]) -> None:
-        for schedule in queryset:
+        for schedule in self._allowed(request, queryset):
             fire = duty.run_now(schedule, duty.db_now())
             if fire.execution_id:
                 self.message_user(request, f"{schedule}: started {fire.execution_id}")

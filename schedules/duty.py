@@ -194,6 +194,21 @@ def _running_run(schedule: Schedule) -> str:
     return row or ""
 
 
+def _owner_refused(schedule: Schedule) -> str:
+    """Why the schedule's owner may no longer start its runs ('' if they may):
+    a grant taken away stops the schedule's future runs too."""
+    if not schedule.owner:
+        return ""
+    from django.contrib.auth import get_user_model
+
+    from noetl_site import access
+
+    user = get_user_model().objects.filter(username=schedule.owner).first()
+    if user is not None and access.can_execute(user, schedule.path):
+        return ""
+    return f"its owner {schedule.owner} may no longer execute {schedule.path}"
+
+
 def _start(fire: ScheduleFire) -> None:
     """Start the fire's run; a playbook that is gone fails the fire only."""
     schedule = fire.schedule
@@ -206,11 +221,21 @@ def _start(fire: ScheduleFire) -> None:
         "idempotency_key": fire_key(schedule.id, fire.fire_time),
         "input": service.values().externalize(schedule.payload),
     }
+    refused = _owner_refused(schedule)
+    if refused:
+        log.warning("schedule %s could not start: %s", schedule.name, refused)
+        fire.status, fire.reason = FireStatus.FAILED, refused
+        fire.save(update_fields=["status", "reason"])
+        return
     try:
         # A savepoint, so a failed start leaves the fire row to record it.
         with transaction.atomic():
             execution, _ = service.start_execution(
-                schedule.path, schedule.version, schedule.payload, trigger=trigger
+                schedule.path,
+                schedule.version,
+                schedule.payload,
+                trigger=trigger,
+                owner=schedule.owner,
             )
     except (PlaybookNotFound, PlaybookError) as exc:
         log.warning("schedule %s could not start: %s", schedule.name, exc)

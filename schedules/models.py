@@ -9,6 +9,7 @@ or backfill gets there second finds the row and starts nothing.
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.db import models
@@ -45,6 +46,7 @@ class FireKind(models.TextChoices):
 TIMING_FIELDS = ("cron", "interval_s", "timezone", "start_at", "end_at", "enabled")
 EDITABLE = (
     *TIMING_FIELDS,
+    "owner",
     "name",
     "path",
     "version",
@@ -66,6 +68,13 @@ class Schedule(models.Model):
 
     name = models.CharField(max_length=200, unique=True)
     path = models.CharField(max_length=500, help_text="The playbook's catalog path.")
+    owner = models.CharField(
+        max_length=150,
+        blank=True,
+        default="",
+        help_text="The user who last saved it; its runs act with their permissions "
+        "(empty: the system, e.g. the local CLI).",
+    )
     version = models.PositiveIntegerField(
         null=True, blank=True, help_text="Pinned version; empty: latest at fire time."
     )
@@ -241,3 +250,10 @@ class ScheduleFire(models.Model):
 def fire_key(schedule_id: int, fire_time: datetime) -> str:
     """The idempotency key of a fire, as recorded in the run's trigger."""
     return f"schedule:{schedule_id}:{fire_time.isoformat()}"
+
+
+def owner_of(user: Any) -> str:
+    """The owner name a schedule saved by ``user`` records ('' if nobody)."""
+    if user is None or not getattr(user, "is_authenticated", False):
+        return ""
+    return str(user.get_username())

@@ -145,9 +145,9 @@ class HttpControlPlane:
     def credential(self, name: str, command_id: str, delivery: int) -> dict[str, Any]:
         response = self._call("GET", f"credentials/{name}",
                               params={"command_id": command_id, "delivery": delivery})
-        if response.status_code == 404:
+        if response.status_code in (403, 404):
             raise CredentialError(response.json().get("message")
-                                  or f"credential {name!r} does not exist")
+                                  or f"credential {name!r} is not available")
         return self._json(response)["fields"]
 
     def put_blob(self, sha256: str, data: bytes) -> None:

@@ -127,7 +127,7 @@ class Keychain(Mapping[str, Any]):
 def _sensitive(kind: str, value: Any) -> set[str]:
     """What to mask of a resolved entry: the secret fields of a credential or
     a token response (not, say, its ``token_type``), every string otherwise."""
-    from workers.worker import secret_strings
+    from workers.masking import secret_strings
 
     if kind in ("credential", "postgres_credential", "oauth2") and isinstance(
         value, Mapping

@@ -113,6 +113,7 @@ class CommandRunner:
         *,
         credential: Callable[[str], dict[str, Any]],
         new_id: Callable[[], str],
+        reveal: Callable[[set[str]], None] = lambda secrets: None,
         cancelled: threading.Event | None = None,
         default_timeout: float = DEFAULT_TIMEOUT_S,
     ) -> None:
@@ -130,10 +131,10 @@ class CommandRunner:
         self.base = base_names(
             task["execution_id"], task.get("catalog_id", ""), task.get("env") or {}
         )
-        # Strings the keychain revealed to this command: masked out of its report.
-        self.revealed: set[str] = set()
+        # What the keychain resolves is handed to ``reveal`` at once, so it is
+        # masked out of everything the command reports or stores.
         self.keychain = (
-            Keychain(task["keychain"], credential, self._render_entry, self.revealed.update)
+            Keychain(task["keychain"], credential, self._render_entry, reveal)
             if task.get("keychain")
             else None
         )

@@ -19,7 +19,8 @@ import threading
 import uuid
 from typing import Any, Protocol
 
-from executions.engine.values import Values, dumps, loads
+from executions.engine.values import Values
+from workers.masking import Masker
 from workers.runner import CommandRunner
 
 log = logging.getLogger("noetl.workers.worker")
@@ -51,45 +52,22 @@ class ControlPlane(Protocol):
     def new_execution_id(self) -> str: ...
 
 
-SECRET_FIELDS = (
-    "password",
-    "db_password",
-    "secret",
-    "token",
-    "access_token",
-    "api_key",
-    "client_secret",
-    "private_key",
-    "dsn",
-    "connection_string",
-)
+class MaskedValues:
+    """The worker's ``Values`` for one command: each value is masked before
+    it is stored, so no blob ever holds a secret the command has read."""
 
+    def __init__(self, values: Values, masker: Masker) -> None:
+        self.values = values
+        self.masker = masker
 
-def secret_strings(fields: dict[str, Any]) -> set[str]:
-    """Values of a credential that must never appear in a report."""
-    found = set()
-    for key, value in fields.items():
-        if (
-            isinstance(value, str)
-            and len(value) >= 4
-            and (
-                key in SECRET_FIELDS
-                or "secret" in key
-                or "password" in key
-                or "token" in key
-            )
-        ):
-            found.add(value)
-    return found
+    def externalize(self, value: Any, *, always: bool = False) -> Any:
+        return self.values.externalize(self.masker.value(value), always=always)
 
+    def externalize_each(self, mapping: dict[str, Any]) -> dict[str, Any]:
+        return {name: self.externalize(value) for name, value in mapping.items()}
 
-def mask(report: dict[str, Any], secrets: set[str]) -> dict[str, Any]:
-    """Replace every occurrence of a secret in a report by ``***``."""
-    data = dumps(report).decode()
-    for secret in sorted(secrets, key=len, reverse=True):
-        encoded = dumps(secret).decode()[1:-1]
-        data = data.replace(encoded, "***")
-    return loads(data)
+    def resolve(self, value: Any) -> Any:
+        return self.values.resolve(value)
 
 
 class Doorbell:
@@ -250,18 +228,19 @@ class Worker:
             entry = self._held.get(task["command_id"])
             cancelled = entry[1] if entry else threading.Event()
             self._held[task["command_id"]] = (task["delivery"], cancelled)
-        secrets: set[str] = set()
+        masker = Masker()
 
         def credential(name: str) -> dict[str, Any]:
             fields = self.cp.credential(name, task["command_id"], task["delivery"])
-            secrets.update(secret_strings(fields))
+            masker.learn(fields)
             return fields
 
         try:
             runner = CommandRunner(
                 task,
-                self.values,
+                MaskedValues(self.values, masker),  # type: ignore[arg-type]
                 credential=credential,
+                reveal=masker.learn_strings,
                 new_id=self.cp.new_execution_id,
                 cancelled=cancelled,
                 default_timeout=self.task_timeout_s,
@@ -298,10 +277,7 @@ class Worker:
                 self._held.pop(task["command_id"], None)
         if cancelled.is_set():
             return None
-        secrets |= runner.revealed
-        if secrets:
-            report = mask(report, secrets)
-        return self._report(report)
+        return self._report(masker.value(report))
 
     def _report(self, report: dict[str, Any]) -> dict[str, Any] | None:
         claim_next = 0 if self.stopping.is_set() else 1

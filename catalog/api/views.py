@@ -21,7 +21,15 @@ from catalog.api.serializers import (
     issue_data,
 )
 from catalog.models import PlaybookVersion
-from noetl_site.api import TextParser, XYamlParser, YamlParser, int_param, page_limit
+from noetl_site import access
+from noetl_site.api import (
+    TextParser,
+    XYamlParser,
+    YamlParser,
+    check,
+    int_param,
+    page_limit,
+)
 
 
 class CatalogView(APIView):
@@ -45,6 +53,7 @@ class CatalogView(APIView):
             request.query_params.get("path_prefix", ""),
             request.query_params.get("after", ""),
             limit,
+            narrow=lambda rows: access.viewable(request.user, rows),
         )
         data: dict[str, Any] = {
             "results": PlaybookVersionSerializer(rows, many=True).data
@@ -76,6 +85,10 @@ class CatalogView(APIView):
             text = body.validated_data["content"]
 
         try:
+            # Checked before anything is stored: registering runs no code yet,
+            # but a registered playbook's Python runs on the workers later.
+            path = catalog.path_of(text)
+            check(access.can_modify(request.user, path), f"modify {path}")
             version, created = catalog.register(text)
         except catalog.PlaybookError as exc:
             return Response(
@@ -94,6 +107,7 @@ class CatalogView(APIView):
 
 
 def _version(request: Request, path: str) -> PlaybookVersion:
+    check(access.can_view(request.user, path), f"view {path}")
     number = int_param(request, "version")
     try:
         return catalog.resolve(path, number)
@@ -119,16 +133,21 @@ class VersionsView(APIView):
         description="Every version of a path, newest first.",
     )
     def get(self, request: Request, path: str) -> Response:
-        rows = catalog.versions_of(path)
-        if not rows:
-            # A playbook whose own path ends in "/versions" is read here too.
+        user = request.user
+        if access.can_view(user, path):
+            rows = catalog.versions_of(path)
+            if rows:
+                data = PlaybookVersionSerializer(rows, many=True).data
+                return Response({"results": data})
+
+        # A playbook whose own path ends in "/versions" is read here too.
+        own = f"{path}/versions"
+        if access.can_view(user, own):
             try:
-                version = catalog.resolve(
-                    f"{path}/versions", int_param(request, "version")
-                )
+                version = catalog.resolve(own, int_param(request, "version"))
             except catalog.PlaybookNotFound:
-                raise exceptions.NotFound(
-                    f"no playbook registered at path {path!r}"
-                ) from None
-            return Response(PlaybookDetailSerializer(version).data)
-        return Response({"results": PlaybookVersionSerializer(rows, many=True).data})
+                pass
+            else:
+                return Response(PlaybookDetailSerializer(version).data)
+        check(access.can_view(user, path), f"view {path}")
+        raise exceptions.NotFound(f"no playbook registered at path {path!r}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from catalog.dsl.errors import Issue, PlaybookError
@@ -108,6 +109,12 @@ def _metadata(ck: Checker, raw: Any) -> dict[str, Any]:
     for key in ("path", "description"):
         if metadata.get(key) is not None and not isinstance(metadata[key], str):
             ck.error(key_path("metadata", key), f"'{key}' must be a string")
+    path = metadata.get("path") or metadata.get("name")
+    if isinstance(path, str) and path:
+        problem = catalog_path_problem(path)
+        if problem:
+            where = "path" if metadata.get("path") else "name"
+            ck.error(key_path("metadata", where), f"catalog path {path!r} {problem}")
     if metadata.get("version") is not None:
         # `version: 1.0` reads as a float; the catalog compares versions as text.
         metadata["version"] = str(metadata["version"])
@@ -117,6 +124,27 @@ def _metadata(ck: Checker, raw: Any) -> dict[str, Any]:
             ck.error(key_path("metadata", flag), f"'{flag}' must be true or false")
     ck.mapping(metadata.get("labels"), "metadata.labels", "'labels'")
     return metadata
+
+
+# Permissions match paths as text, so a path must have one spelling: no
+# "."/".." or empty segments, no backslashes or control characters, and no
+# glob characters, which grants reserve for patterns.
+_PATH_FORBIDDEN = re.compile(r"[\x00-\x1f\x7f\\*?\[\]]")
+PATH_MAX = 500
+
+
+def catalog_path_problem(path: str) -> str:
+    """What is wrong with ``path`` as a catalog path, or '' if nothing."""
+    if len(path) > PATH_MAX:
+        return f"is longer than {PATH_MAX} characters"
+    if _PATH_FORBIDDEN.search(path):
+        return "contains a control character, a backslash or one of * ? [ ]"
+    segments = path.split("/")
+    if any(segment in ("", ".", "..") for segment in segments):
+        return "has an empty, '.' or '..' segment (or a leading or trailing '/')"
+    if any(segment != segment.strip() for segment in segments):
+        return "has a segment starting or ending with a space"
+    return ""
 
 
 def _tags(ck: Checker, tags: Any) -> list[str]:

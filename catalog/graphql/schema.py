@@ -10,7 +10,6 @@ from strawberry.types import Info
 
 from catalog import services as catalog
 from catalog.api.serializers import issue_data
-from catalog.dsl import parse_playbook
 from catalog.graphql.types import (
     Playbook,
     PlaybookPage,
@@ -42,7 +41,10 @@ class Query:
     ) -> PlaybookPage:
         require(access.can_view(caller(info), path_prefix), "view the catalog")
         size = page_size(limit)
-        rows = catalog.latest_versions(path_prefix, after, size)
+        user = caller(info)
+        rows = catalog.latest_versions(
+            path_prefix, after, size, narrow=lambda rows: access.viewable(user, rows)
+        )
 
         # Every page's versions in one query, and only when they are asked for.
         versions: dict[str, list[PlaybookVersion]] = {}
@@ -81,7 +83,7 @@ class Mutation:
         # Parsed once here for its path, so the check precedes any write;
         # register parses again, which costs milliseconds on a rare call.
         try:
-            path = parse_playbook(content)["path"]
+            path = catalog.path_of(content)
         except catalog.PlaybookError as exc:
             raise _invalid(exc) from None
         require(access.can_modify(caller(info), path), f"modify {path}")

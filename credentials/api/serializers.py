@@ -23,9 +23,24 @@ class CredentialSerializer(serializers.ModelSerializer):
         help_text="The secret fields (a JSON object). Write-only: never returned.",
     )
 
+    allowed_paths = serializers.ListField(
+        child=serializers.CharField(max_length=500),
+        required=False,
+        help_text="Catalog path patterns of the playbooks that may use it "
+        "(default ['*']: every playbook).",
+    )
+
     class Meta:
         model = Credential
-        fields = ["name", "type", "description", "data", "created_at", "updated_at"]
+        fields = [
+            "name",
+            "type",
+            "description",
+            "allowed_paths",
+            "data",
+            "created_at",
+            "updated_at",
+        ]
 
     def get_fields(self) -> dict[str, Any]:
         fields = super().get_fields()
@@ -40,23 +55,35 @@ class CredentialSerializer(serializers.ModelSerializer):
             raise serializers.ValidationError("must be a non-empty JSON object")
         return value
 
+    def validate_allowed_paths(self, value: Any) -> list[str]:
+        try:
+            return store.check_patterns(value)
+        except ValueError as exc:
+            raise serializers.ValidationError(str(exc)) from None
+
     def create(self, validated: dict[str, Any]) -> Credential:
         return store.save_credential(
             validated["name"],
             validated["type"],
             validated["data"],
             validated.get("description", ""),
+            validated.get("allowed_paths"),
         )
 
     def update(self, instance: Credential, validated: dict[str, Any]) -> Credential:
         type_ = validated.get("type", instance.type)
         description = validated.get("description", instance.description)
+        scope = validated.get("allowed_paths")
         if "data" in validated:
             return store.save_credential(
-                instance.name, type_, validated["data"], description
+                instance.name, type_, validated["data"], description, scope
             )
         instance.type, instance.description = type_, description
-        instance.save(update_fields=["type", "description", "updated_at"])
+        if scope is not None:
+            instance.allowed_paths = scope
+        instance.save(
+            update_fields=["type", "description", "allowed_paths", "updated_at"]
+        )
         return instance
 
 

@@ -20,6 +20,9 @@ class CredentialType:
     name: str
     type: str
     description: str
+    allowed_paths: list[str] = strawberry_django.field(
+        description="Catalog path patterns of the playbooks that may use it."
+    )
     created_at: datetime
     updated_at: datetime
 

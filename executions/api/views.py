@@ -31,7 +31,8 @@ from executions.api.serializers import (
     VariableWriteSerializer,
 )
 from executions.models import Execution, Status, TransientVariable
-from noetl_site.api import int_param, page_limit
+from noetl_site import access
+from noetl_site.api import check, int_param, page_limit
 
 IDEMPOTENCY_HEADER = OpenApiParameter(
     "Idempotency-Key",
@@ -42,10 +43,16 @@ IDEMPOTENCY_HEADER = OpenApiParameter(
 )
 
 
-def _execution(execution_id: str) -> Execution:
+def _execution(request: Request, execution_id: str, action: str) -> Execution:
+    """The run, once the caller may ``action`` (view or execute) its playbook."""
     execution = Execution.objects.filter(id=execution_id).first()
     if execution is None:
         raise exceptions.NotFound(f"no execution {execution_id}")
+    what = "view" if action == "view" else "run"
+    check(
+        access.allows(request.user, action, execution.path),
+        f"{what} runs of {execution.path}",
+    )
     return execution
 
 
@@ -101,6 +108,7 @@ class ExecutionsView(APIView):
             parent=params.get("parent", ""),
             before=params.get("cursor", ""),
             limit=limit,
+            narrow=lambda rows: access.viewable(request.user, rows),
         )
         return Response(
             {
@@ -119,6 +127,7 @@ class ExecutionsView(APIView):
         body = StartSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         data = body.validated_data
+        check(access.can_execute(request.user, data["path"]), f"execute {data['path']}")
         try:
             execution, created = control.start(
                 data["path"],
@@ -147,7 +156,7 @@ class ExecutionView(APIView):
         responses=ExecutionDetailSerializer,
     )
     def get(self, request: Request, execution_id: str) -> Response:
-        execution = _execution(execution_id)
+        execution = _execution(request, execution_id, "view")
         full = request.query_params.get("detail") == "full"
         return Response(queries.run_detail(execution, full=full))
 
@@ -164,13 +173,15 @@ class EventsView(APIView):
     def get(self, request: Request, execution_id: str) -> Response:
         # The status is read first: a terminal status means the terminal
         # event is already committed, so it is in this page or an earlier one.
-        run_status = (
+        found = (
             Execution.objects.filter(id=execution_id)
-            .values_list("status", flat=True)
+            .values_list("status", "path")
             .first()
         )
-        if run_status is None:
+        if found is None:
             raise exceptions.NotFound(f"no execution {execution_id}")
+        run_status, path = found
+        check(access.can_view(request.user, path), f"view runs of {path}")
         limit = page_limit(request, default=200)
         rows = queries.events_page(
             execution_id, int_param(request, "after_seq") or 0, limit
@@ -191,7 +202,7 @@ class CancelView(APIView):
         description="Cancel a running run and its running sub-playbook runs.",
     )
     def post(self, request: Request, execution_id: str) -> Response:
-        _execution(execution_id)
+        _execution(request, execution_id, "execute")
         body = CancelSerializer(data=request.data or {})
         body.is_valid(raise_exception=True)
         try:
@@ -214,7 +225,7 @@ class RerunView(APIView):
         description="Start the same playbook version with the same input.",
     )
     def post(self, request: Request, execution_id: str) -> Response:
-        original = _execution(execution_id)
+        original = _execution(request, execution_id, "execute")
         try:
             execution, created = control.rerun(
                 original,
@@ -233,7 +244,7 @@ class VariablesView(APIView):
         responses=VariablePageSerializer, operation_id="executions_variables_list"
     )
     def get(self, request: Request, execution_id: str) -> Response:
-        execution = _execution(execution_id)
+        execution = _execution(request, execution_id, "view")
         rows = execution.variables.order_by("name")
         return Response({"results": VariableSerializer(rows, many=True).data})
 
@@ -241,6 +252,7 @@ class VariablesView(APIView):
 class VariableView(APIView):
     @extend_schema(responses=VariableSerializer)
     def get(self, request: Request, execution_id: str, name: str) -> Response:
+        _execution(request, execution_id, "view")
         row = get_object_or_404(TransientVariable, execution_id=execution_id, name=name)
         return Response(VariableSerializer(row).data)
 
@@ -250,7 +262,7 @@ class VariableView(APIView):
         description="Set the variable; recorded as a variable.set event.",
     )
     def put(self, request: Request, execution_id: str, name: str) -> Response:
-        _execution(execution_id)
+        _execution(request, execution_id, "execute")
         body = VariableWriteSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         value: Any = body.validated_data["value"]

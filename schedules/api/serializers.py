@@ -10,6 +10,7 @@ from schedules.models import Schedule, ScheduleFire
 
 READ_ONLY = [
     "id",
+    "owner",
     "next_run_at",
     "last_fire_at",
     "last_status",
@@ -51,6 +52,7 @@ class ScheduleSerializer(serializers.ModelSerializer):
             "last_error",
             "missed_fires",
             "next_fires",
+            "owner",
             "created_at",
             "updated_at",
         ]

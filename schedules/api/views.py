@@ -12,6 +12,8 @@ from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from noetl_site import access
+from noetl_site.api import check
 from schedules import duty
 from schedules.api.serializers import (
     BackfilledSerializer,
@@ -21,7 +23,7 @@ from schedules.api.serializers import (
     SchedulePageSerializer,
     ScheduleSerializer,
 )
-from schedules.models import Schedule
+from schedules.models import Schedule, owner_of
 
 RECENT_FIRES = 20
 
@@ -38,10 +40,33 @@ class ScheduleViewSet(viewsets.ModelViewSet):
                 rows = rows.filter(**{name: self.request.query_params[name]})
         return rows
 
+    def get_object(self) -> Schedule:
+        # Viewing a schedule needs view on its playbook; changing it, pausing
+        # it or starting its runs needs execute (a schedule starts runs).
+        schedule = super().get_object()
+        user = self.request.user
+        check(access.can_view(user, schedule.path), f"view {schedule.path}")
+        if self.request.method not in ("GET", "HEAD", "OPTIONS"):
+            check(access.can_execute(user, schedule.path), f"execute {schedule.path}")
+        return schedule
+
+    def perform_create(self, serializer: ScheduleSerializer) -> None:
+        self._check_target(serializer)
+        serializer.save(owner=owner_of(self.request.user))
+
+    def perform_update(self, serializer: ScheduleSerializer) -> None:
+        self._check_target(serializer)
+        serializer.save(owner=owner_of(self.request.user))
+
+    def _check_target(self, serializer: ScheduleSerializer) -> None:
+        path = serializer.validated_data.get("path")
+        if path:
+            check(access.can_execute(self.request.user, path), f"execute {path}")
+
     @extend_schema(responses=SchedulePageSerializer)
     def list(self, request: Request) -> Response:
-        rows = self.get_serializer(self.get_queryset(), many=True).data
-        return Response({"results": rows})
+        rows = access.viewable(request.user, self.get_queryset())
+        return Response({"results": self.get_serializer(rows, many=True).data})
 
     def _answer(self, schedule: Schedule) -> Response:
         return Response(self.get_serializer(schedule).data)

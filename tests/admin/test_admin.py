@@ -303,3 +303,25 @@ def test_an_idle_workers_polling_keeps_it_live(browser: Client, settings: Any) -
     assert polled.status_code == 200
     worker.refresh_from_db()
     assert worker.liveness() == "live"
+
+
+def test_a_credentials_scope_is_set_in_the_admin_and_audited(browser: Client) -> None:
+    from accounts.models import AuditEntry
+
+    created = browser.post(CRED_ADD, _postgres(allowed="finance/*\n  reports/eu/*  \n"))
+    assert created.status_code == 302, created.content.decode()
+    credential = Credential.objects.get(name="pg_admin")
+    assert credential.allowed_paths == ["finance/*", "reports/eu/*"]
+    page = browser.get(_change("credentials/credential", credential.id)).content
+    assert b"finance/*\nreports/eu/*" in page
+
+    # An edit that leaves the list empty keeps it.
+    browser.post(
+        _change("credentials/credential", credential.id),
+        {"type": "postgres", "description": "", "allowed": ""},
+    )
+    credential.refresh_from_db()
+    assert credential.allowed_paths == ["finance/*", "reports/eu/*"]
+    written = AuditEntry.objects.filter(action="credential.written", target="pg_admin")
+    assert written.first().detail == {"allowed_paths": ["finance/*", "reports/eu/*"]}
+    assert written.first().actor == "user:operator"

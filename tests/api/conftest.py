@@ -13,6 +13,7 @@ from django.contrib.auth.models import User
 from rest_framework.test import APIClient
 
 from accounts import tokens
+from tests.grants import grant_everything
 
 KEY = "q2k0nGfbC5Fh0rkQq2m9sY0Dbd4Qc8l3a5oQGxY1rj4="
 
@@ -44,7 +45,7 @@ def _encryption_key(settings: Any) -> None:
 
 @pytest.fixture
 def owner(db: None) -> User:
-    return User.objects.create_user("owner", password="pw")
+    return grant_everything(User.objects.create_user("owner", password="pw"))
 
 
 @pytest.fixture

@@ -20,13 +20,14 @@ from accounts import tokens
 from executions import service
 from executions.models import Execution
 from tests.api.conftest import playbook_yaml
+from tests.grants import grant_everything
 
 REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
 def server(live_server: Any, transactional_db: None) -> tuple[str, str]:
-    user = User.objects.create_user("cli")
+    user = grant_everything(User.objects.create_user("cli"))
     return live_server.url, tokens.mint(user, "cli")[1]
 
 

@@ -91,11 +91,13 @@ def test_it_keeps_idempotency_keys_per_user(
 ) -> None:
     from django.contrib.auth.models import User
 
+    from tests.grants import grant_everything
+
     register()
     body = {"path": "tests/api/hello"}
     mine = api.post("/api/executions/", body, format="json", HTTP_IDEMPOTENCY_KEY="k")
     other = APIClient()
-    other.force_authenticate(User.objects.create_user("other"))
+    other.force_authenticate(grant_everything(User.objects.create_user("other")))
     theirs = other.post(
         "/api/executions/", body, format="json", HTTP_IDEMPOTENCY_KEY="k"
     )

@@ -213,8 +213,9 @@ def test_it_lists_playbooks_with_versions_in_two_statements(
         register(path)
     register("tests/gql/b", n=2)
 
-    # The token, the latest versions, then every version of the page.
-    with django_assert_num_queries(3):
+    # The token, the caller's path grants, the latest versions, then every
+    # version of the page.
+    with django_assert_num_queries(4):
         data = ok(warm, PLAYBOOKS)["playbooks"]
     assert [row["path"] for row in data["results"]] == [
         "tests/gql/a",
@@ -268,8 +269,9 @@ def test_it_lists_runs_in_a_fixed_number_of_statements(
 ) -> None:
     ids = [start("tests/gql/run")["id"] for _ in range(4)]
 
-    # The token, the runs with their playbooks, their step runs, the cursor.
-    with django_assert_num_queries(4):
+    # The token, the caller's path grants, the runs with their playbooks,
+    # their step runs, the cursor.
+    with django_assert_num_queries(5):
         page = ok(warm, EXECUTIONS, limit=3)["executions"]
     assert [row["id"] for row in page["results"]] == ids[::-1][:3]
     assert page["next_cursor"] == ids[1]
@@ -464,7 +466,8 @@ def test_it_lists_credential_metadata_and_never_data(
       credentials { name type description created_at updated_at }
       keychain_entries { name scope execution expires_at expired }
     }"""
-    with django_assert_num_queries(3):
+    # The token, the caller's user and group permissions, the two lists.
+    with django_assert_num_queries(5):
         response = warm.post("/graphql", {"query": query}, format="json")
     assert SECRET not in response.content.decode()
     data = response.json()["data"]
@@ -485,7 +488,7 @@ def test_it_pages_events_in_a_fixed_number_of_statements(
     query = """query ($id: ID!) {
       events(execution_id: $id) { status results { seq kind } next_after_seq }
     }"""
-    # The token, the run's status, one page of events.
-    with django_assert_num_queries(3):
+    # The token, the run's status, the caller's path grants, one page of events.
+    with django_assert_num_queries(4):
         page = ok(warm, query, id=run_id)["events"]
     assert len(page["results"]) >= 2

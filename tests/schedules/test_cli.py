@@ -14,6 +14,7 @@ from accounts import tokens
 from tests.api.conftest import playbook_yaml
 from tests.api.test_cli_server import noetl as remote_noetl
 from tests.cli.test_cli import noetl
+from tests.grants import grant_everything
 
 PATH = "tests/schedules/cli"
 
@@ -123,7 +124,7 @@ def server(live_server: Any, transactional_db: None) -> tuple[str, str]:
     from catalog import services as catalog
 
     catalog.register(playbook_yaml(PATH))
-    user = User.objects.create_user("cli")
+    user = grant_everything(User.objects.create_user("cli"))
     return live_server.url, tokens.mint(user, "cli")[1]
 
 

@@ -25,12 +25,13 @@ from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 
+from accounts import ratelimit
 from executions import service
 from executions.engine.values import dumps, loads
 from executions.models import Command, CommandState
 from workers import dispatch
 from workers.models import Pool, WorkerRegistration, WorkerStatus, hash_token, new_token
-from workers.tools.base import CredentialError
+from workers.tools.base import CredentialError, CredentialNotAllowed
 
 log = logging.getLogger("noetl.workers.api")
 PROTOCOL = 1
@@ -106,7 +107,13 @@ def register(request: HttpRequest) -> HttpResponse:
         capacity = int(body.get("capacity") or 1)
     except (ValueError, TypeError) as exc:
         return problem(400, "bad_request", str(exc))
+    # Only failed enrollments count towards the limit, so a fleet starting at
+    # once is never slowed; a guesser is stopped before the token is checked.
+    wait = ratelimit.over("enroll", request)
+    if wait is not None:
+        return ratelimit.too_many(wait)
     if not _enrollment_ok(_bearer(request), pool):
+        ratelimit.hit("enroll", request)
         return problem(401, "unauthorized", f"a valid enrollment token for pool {pool!r} "
                        "is required")
     token = new_token("nwt")
@@ -213,9 +220,10 @@ def credential(request: HttpRequest, worker: WorkerRegistration, body: dict,
         raise service.Stale(f"worker {worker.id} holds no lease on {command_id} "
                             f"delivery {delivery}")
     try:
-        fields = service.credential_for(name)
+        fields = service.credential_for(name, command_id, worker.id)
     except CredentialError as exc:
-        return problem(404, "not_found", str(exc))
+        status = 403 if isinstance(exc, CredentialNotAllowed) else 404
+        return problem(status, "credential", str(exc))
     return answer({"name": name, "fields": fields})
 
 

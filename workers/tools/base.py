@@ -30,6 +30,10 @@ class CredentialError(Exception):
     """A credential is missing, cannot be decrypted, or is not allowed here."""
 
 
+class CredentialNotAllowed(CredentialError):
+    """The credential exists but its scope does not cover this playbook."""
+
+
 @dataclass
 class ToolContext:
     """What a tool may use besides its config.

@@ -32,7 +32,14 @@ from collections.abc import Iterable
 from types import CodeType
 from typing import Any
 
-from workers.tools.base import DEFAULT_TIMEOUT_S, Stopwatch, ToolContext, error, ok
+from workers.tools.base import (
+    DEFAULT_TIMEOUT_S,
+    CredentialError,
+    Stopwatch,
+    ToolContext,
+    error,
+    ok,
+)
 from workers.zygote import PythonSession, Zygote
 
 SESSION_KEY = "python_session"
@@ -62,6 +69,8 @@ def run(config: dict[str, Any], ctx: ToolContext) -> dict[str, Any]:
         request = build_request(config, ctx)
     except ConfigError as exc:
         return watch.stamp(error("config", str(exc)))
+    except CredentialError as exc:
+        return watch.stamp(error("credential", str(exc)))
 
     timeout = ctx.timeout if ctx.timeout and ctx.timeout > 0 else DEFAULT_TIMEOUT_S
     reply = session_for(ctx).run(request, timeout, ctx.cancelled)
@@ -71,9 +80,12 @@ def run(config: dict[str, Any], ctx: ToolContext) -> dict[str, Any]:
 
 def build_request(config: dict[str, Any], ctx: ToolContext) -> dict[str, Any]:
     context = config.get("context")
+    inputs = _inputs(config)
+    if config.get("auth"):
+        inputs["auth"] = _auth(config["auth"], ctx)
     return {
         "code": load_code(config),
-        "inputs": _inputs(config),
+        "inputs": inputs,
         "libs": _libs(config.get("libs")),
         "context": context if isinstance(context, dict) else {},
         "filename": _filename(ctx),
@@ -138,6 +150,16 @@ def _inputs(config: dict[str, Any]) -> dict[str, Any]:
             raise ConfigError(f"python task {key} must be a mapping")
         merged.update(value)
     return merged
+
+
+def _auth(auth: Any, ctx: ToolContext) -> dict[str, Any]:
+    """The ``auth`` global: one credential's fields (``auth: name``) or, for
+    a map of aliases to names, each alias's fields."""
+    if isinstance(auth, str):
+        return ctx.credential(auth)
+    if isinstance(auth, dict) and all(isinstance(v, str) for v in auth.values()):
+        return {alias: ctx.credential(name) for alias, name in auth.items()}
+    raise ConfigError("python auth must be a credential name or a map of names")
 
 
 def _libs(libs: Any) -> dict[str, Any]:

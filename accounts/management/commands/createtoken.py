@@ -3,10 +3,12 @@ token for a user. The token is shown once; only its hash is kept."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.utils import timezone
 
 from accounts import tokens
 
@@ -17,6 +19,17 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("username")
         parser.add_argument("--name", default="", help="what the token is for")
+        parser.add_argument(
+            "--expires-days",
+            type=float,
+            default=None,
+            help="the token stops working after this many days (default: never)",
+        )
+        parser.add_argument(
+            "--superuser",
+            action="store_true",
+            help="make the user a superuser (every permission; a dev stack's operator)",
+        )
         parser.add_argument(
             "--create",
             action="store_true",
@@ -35,7 +48,15 @@ class Command(BaseCommand):
             user.save()
             self.stderr.write(f"created user {username}")
 
-        row, token = tokens.mint(user, options["name"])
+        expires_at = None
+        if options["expires_days"] is not None:
+            if options["expires_days"] <= 0:
+                raise CommandError("--expires-days must be positive")
+            expires_at = timezone.now() + timedelta(days=options["expires_days"])
+        if options["superuser"] and not user.is_superuser:
+            user.is_superuser = user.is_staff = True
+            user.save(update_fields=["is_superuser", "is_staff"])
+        row, token = tokens.mint(user, options["name"], expires_at)
         self.stderr.write(
             f"token {row.prefix} for {username}; it will not be shown again:"
         )

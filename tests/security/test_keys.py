@@ -1,0 +1,80 @@
+"""Encryption key rotation: old keys still decrypt, new writes use the
+newest key, and ``rotatekeys`` re-encrypts everything."""
+
+from __future__ import annotations
+
+from io import StringIO
+from typing import Any
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from credentials import crypto
+from credentials.models import Credential, KeychainEntry
+from credentials.store import (
+    read_credential,
+    read_keychain_entry,
+    save_credential,
+    save_keychain_entry,
+)
+from workers.tools.base import CredentialError
+
+pytestmark = pytest.mark.django_db
+OLD = crypto.generate_key()
+NEW = crypto.generate_key()
+
+
+@pytest.fixture(autouse=True)
+def _forget_keys() -> Any:
+    yield
+    crypto.current_key.cache_clear()
+
+
+def _use(settings: Any, current: str, old: list[str]) -> str:
+    settings.NOETL_ENCRYPTION_KEY = current
+    settings.NOETL_ENCRYPTION_OLD_KEYS = old
+    crypto.current_key.cache_clear()
+    return crypto.current_key()[0]
+
+
+def test_rotation_keeps_old_data_readable_and_rewrites_it_under_the_new_key(
+    settings: Any,
+) -> None:
+    old_id = _use(settings, OLD, [])
+    save_credential("pg", "postgres", {"password": "old-secret"})
+    entry = save_keychain_entry("oauth", {"access_token": "old-token"})
+
+    new_id = _use(settings, NEW, [OLD])
+    assert new_id != old_id
+    assert read_credential("pg")["password"] == "old-secret"
+    save_credential("api", "bearer", {"token": "new-token"})
+    assert Credential.objects.get(name="api").key_id == new_id
+    assert Credential.objects.get(name="pg").key_id == old_id
+
+    out = StringIO()
+    call_command("rotatekeys", stdout=out)
+    assert "re-encrypted 1 credential(s) and 1 keychain entry" in out.getvalue()
+    assert set(Credential.objects.values_list("key_id", flat=True)) == {new_id}
+    assert KeychainEntry.objects.get().key_id == new_id
+
+    # The old key can go now; everything still reads.
+    _use(settings, NEW, [])
+    assert read_credential("pg")["password"] == "old-secret"
+    assert read_keychain_entry(KeychainEntry.objects.get(pk=entry.pk)) == {
+        "access_token": "old-token"
+    }
+    again = StringIO()
+    call_command("rotatekeys", stdout=again)
+    assert "re-encrypted 0 credential(s) and 0 keychain entries" in again.getvalue()
+
+
+def test_data_under_a_key_no_longer_configured_says_which_setting_to_fix(
+    settings: Any,
+) -> None:
+    _use(settings, OLD, [])
+    save_credential("pg", "postgres", {"password": "old-secret"})
+    _use(settings, NEW, [])
+    with pytest.raises(CredentialError, match="NOETL_ENCRYPTION_OLD_KEYS"):
+        read_credential("pg")
+    with pytest.raises(CommandError, match="NOETL_ENCRYPTION_OLD_KEYS"):
+        call_command("rotatekeys", stdout=StringIO())
