@@ -17,6 +17,7 @@ from catalog import services as catalog
 from executions import control, service
 from executions.models import Execution
 from tests.api.conftest import KEY, playbook_yaml
+from tests.grants import grant
 
 TWO_STEPS = """apiVersion: noetl.io/v2
 kind: Playbook
@@ -43,7 +44,10 @@ def _encryption_key(settings: Any) -> Iterator[None]:
 
 @pytest.fixture
 def member(db: None) -> User:
-    return User.objects.create_user("member", password="pw")
+    """A signed-in user whose group may view, run and change ``tests/*``."""
+    user = User.objects.create_user("member", password="pw")
+    grant(user, "tests/*")
+    return user
 
 
 @pytest.fixture

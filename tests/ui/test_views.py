@@ -12,15 +12,14 @@ from typing import Any
 import pytest
 from django.conf import settings
 from django.contrib.auth.models import User
-from django.db.models import QuerySet
 from django.test import Client
 from django.utils import timezone
 
 from catalog import services as catalog
 from executions import control, queries, views
 from executions.models import Execution, StepRun
-from noetl_site import access
 from tests.api.conftest import playbook_yaml
+from tests.grants import grant
 from tests.ui.conftest import TWO_STEPS, work
 from workers.models import WorkerRegistration
 
@@ -84,25 +83,8 @@ def test_with_auth_disabled_pages_open_to_anyone(settings: Any, start: Start) ->
     assert run.id in html(Client().get("/runs/"))
 
 
-@pytest.fixture
-def secret_paths(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Path rules as access.py will hold them: nothing under secret/ is
-    visible or runnable."""
-
-    def can_view(user: Any, path: str = "") -> bool:
-        return user.is_authenticated and not path.startswith("secret/")
-
-    def viewable(user: Any, rows: QuerySet[Any]) -> QuerySet[Any]:
-        return rows.exclude(path__startswith="secret/")
-
-    monkeypatch.setattr(access, "can_view", can_view)
-    monkeypatch.setattr(access, "viewable", viewable)
-    monkeypatch.setattr(access, "can_execute", can_view)
-
-
-def test_path_rules_hide_runs_and_playbooks(
-    browser: Client, start: Start, secret_paths: None
-) -> None:
+def test_path_rules_hide_runs_and_playbooks(browser: Client, start: Start) -> None:
+    # The member's group is granted tests/* only.
     catalog.register(playbook_yaml("secret/hidden"))
     hidden = start("secret/hidden")
     shown = start()
@@ -119,10 +101,10 @@ def test_path_rules_hide_runs_and_playbooks(
 
 
 def test_a_user_who_may_not_execute_sees_no_actions_and_is_refused(
-    browser: Client, start: Start, monkeypatch: pytest.MonkeyPatch
+    browser: Client, start: Start, member: User
 ) -> None:
     run = start()
-    monkeypatch.setattr(access, "can_execute", lambda user, path: False)
+    grant(member, "tests/*", execute=False, modify=False)
 
     page = html(browser.get(f"/runs/{run.id}/"))
     assert 'id="cancel"' not in page and 'id="rerun"' not in page
@@ -195,12 +177,13 @@ def test_the_runs_list_costs_the_same_statements_for_few_or_many_runs(
 ) -> None:
     start()
     browser.get("/runs/")  # the session's first read is behind us
-    # The session, the user, then one statement for the page of runs.
-    with django_assert_num_queries(3):
+    # The session, the user, the user's path grants, then one statement for
+    # the page of runs.
+    with django_assert_num_queries(4):
         html(browser.get("/runs/"))
     for _ in range(6):
         start()
-    with django_assert_num_queries(3):
+    with django_assert_num_queries(4):
         html(browser.get("/runs/"))
 
 
@@ -361,8 +344,8 @@ def test_the_run_poll_costs_one_read_when_nothing_happened(
     assert body["status"] == "running" and body["steps"]["start"] == "running"
     assert [e["kind"] for e in body["events"]] == ["command.issued"]
 
-    # The session, the user, the run's head: then 304.
-    with django_assert_num_queries(3):
+    # The session, the user, the user's grants, the run's head: then 304.
+    with django_assert_num_queries(4):
         same = browser.get(url, HTTP_IF_NONE_MATCH=first["ETag"])
     assert same.status_code == 304
 
@@ -381,7 +364,7 @@ def test_the_run_page_costs_the_same_statements_for_few_or_many_events(
     # The session, the user, the run, its start, its steps, its loop chunks,
     # whether it has sub-runs and one page of events (the playbook's graph
     # is cached).
-    with django_assert_num_queries(8) as short_page:
+    with django_assert_num_queries(9) as short_page:
         html(browser.get(f"/runs/{short.id}/"))
     catalog.register(TWO_STEPS.replace("tests/ui/two", "tests/ui/three"))
     longer = start("tests/ui/three")
@@ -479,7 +462,7 @@ def test_the_catalog_lists_playbooks_and_shows_versions_and_yaml(
         '<a href="?version=1">v1</a> (shown)' in older
         and "workload: {n: 2, label: plain}" in older
     )
-    assert browser.get("/catalog/playbook/no/such").status_code == 404
+    assert browser.get("/catalog/playbook/tests/no/such").status_code == 404
 
 
 def test_the_diff_shows_lines_removed_and_added(
@@ -518,11 +501,12 @@ def test_the_catalog_costs_the_same_statements_for_few_or_many_playbooks(
 ) -> None:
     catalog.register(playbook_yaml("tests/ui/a"))
     browser.get("/catalog/")
-    with django_assert_num_queries(3):
+    # The session, the user, the user's grants, the page of playbooks.
+    with django_assert_num_queries(4):
         html(browser.get("/catalog/"))
     for name in "bcdef":
         catalog.register(playbook_yaml(f"tests/ui/{name}"))
-    with django_assert_num_queries(3):
+    with django_assert_num_queries(4):
         html(browser.get("/catalog/"))
 
 
