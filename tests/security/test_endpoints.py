@@ -38,6 +38,17 @@ class Case:
     outsider: str = "forbidden"
     content_type: str = "json"
     extra: dict[str, str] = field(default_factory=dict)
+    # A page of the browser UI: anonymous visitors are sent to sign in, and
+    # a refusal is an HTML 403.
+    page: bool = False
+    # What shows a listed row on a page (an "empty" page must not show it).
+    marker: str = PATH
+
+
+def _page(method: str, url: str, body: Any = None, ok: tuple[int, ...] = (200,),
+          outsider: str = "forbidden", marker: str = PATH) -> Case:
+    return Case(method, url, body, ok, outsider, content_type="form", page=True,
+                marker=marker)
 
 
 def _yaml(path: str) -> str:
@@ -155,8 +166,30 @@ CASES: dict[str, list[Case]] = {
     "api/auth/tokens/<str:prefix>/": [
         Case("delete", "/api/auth/tokens/{token}/", None, (204,), outsider="missing")
     ],
-    # The schedules page of the UI: a sign-in redirect instead of a 401.
-    "schedules/": [Case("get", "/schedules/", outsider="empty")],
+    # The pages of the browser UI.
+    "schedules/": [_page("get", "/schedules/", outsider="empty")],
+    # The dashboard counts the runs a user may see.
+    "": [_page("get", "/", outsider="empty", marker='data-status="running">1<')],
+    "runs/": [_page("get", "/runs/", outsider="empty")],
+    "runs/live/": [_page("get", "/runs/live/?ids={run}", outsider="empty")],
+    "runs/<str:execution_id>/": [_page("get", "/runs/{run}/")],
+    "runs/<str:execution_id>/live/": [_page("get", "/runs/{run}/live/")],
+    "runs/<str:execution_id>/events/": [_page("get", "/runs/{run}/events/")],
+    "runs/<str:execution_id>/steps/<path:step>/": [
+        _page("get", "/runs/{run}/steps/start/")
+    ],
+    "runs/<str:execution_id>/cancel/": [
+        _page("post", "/runs/{run}/cancel/", {}, (302,))
+    ],
+    "runs/<str:execution_id>/rerun/": [_page("post", "/runs/{run}/rerun/", {}, (302,))],
+    "catalog/": [_page("get", "/catalog/", outsider="empty")],
+    "catalog/playbook/<path:path>": [_page("get", f"/catalog/playbook/{PATH}")],
+    "catalog/diff/<path:path>": [_page("get", f"/catalog/diff/{PATH}?a=1&b=1")],
+    "catalog/run/<path:path>": [
+        _page("post", f"/catalog/run/{PATH}", {"payload": "{}"}, (302,))
+    ],
+    # Every signed-in user may see the workers (they name no playbook).
+    "workers/": [_page("get", "/workers/", outsider="own")],
 }
 
 
@@ -193,13 +226,18 @@ def _call(who: Persona, case: Case, world: World) -> Any:
     method = getattr(who.client, case.method)
     if case.content_type == "yaml":
         return method(url, case.body, content_type="application/yaml")
+    if case.content_type == "form":
+        return method(url, case.body)
     return method(url, case.body, format="json")
 
 
-def _listed_rows(response: Any) -> list[Any]:
+def _listed_rows(response: Any, case: Case) -> list[Any]:
     if response["Content-Type"].startswith("text/html"):
-        return [PATH] if PATH in response.content.decode() else []
-    return response.json()["results"]
+        return [case.marker] if case.marker in response.content.decode() else []
+    body = response.json()
+    if "results" in body:
+        return body["results"]
+    return list(body["runs"])  # the runs list's live poll: runs by id
 
 
 ALL = [
@@ -221,7 +259,7 @@ def test_each_endpoint_refuses_the_anonymous_and_the_unpermitted_and_serves_the_
     case = CASES[route][index]
 
     refused = _call(anonymous, case, world)
-    if route == "schedules/":
+    if case.page:
         assert refused.status_code == 302 and "/api/auth/login/" in refused["Location"]
     else:
         assert refused.status_code == 401, refused.content
@@ -229,10 +267,11 @@ def test_each_endpoint_refuses_the_anonymous_and_the_unpermitted_and_serves_the_
     other = _call(outsider, case, world)
     if case.outsider == "forbidden":
         assert other.status_code == 403, other.content
-        assert "permission denied" in other.json()["detail"]
+        if not case.page:
+            assert "permission denied" in other.json()["detail"]
     elif case.outsider == "empty":
         assert other.status_code == 200, other.content
-        assert _listed_rows(other) == []
+        assert _listed_rows(other, case) == []
     elif case.outsider == "missing":
         assert other.status_code == 404, other.content
     else:
@@ -241,5 +280,5 @@ def test_each_endpoint_refuses_the_anonymous_and_the_unpermitted_and_serves_the_
     granted = _call(right, case, world)
     assert granted.status_code in case.ok, granted.content
     if case.outsider == "empty":
-        assert _listed_rows(granted), "the right user sees the rows"
+        assert _listed_rows(granted, case), "the right user sees the rows"
     assert PASSWORD not in granted.content.decode()
