@@ -26,7 +26,7 @@ from catalog import services as catalog
 from credentials.store import read_credential
 from executions.engine.decide import Decision, Engine
 from executions.engine.state import initial_state
-from executions import rawsql
+from executions import measures, rawsql
 from executions.engine.values import Values, dumps, loads
 from executions.models import (
     Blob,
@@ -152,17 +152,26 @@ def _engine(execution: Execution) -> Engine:
 
 
 def _persist(execution: Execution, engine: Engine, decision: Decision,
-             worker_id: str = "") -> list[str]:
-    """Append the decision's events and bring every projection up to date."""
+             worker_id: str = "", reported: str = "") -> list[str]:
+    """Append the decision's events and bring every projection up to date.
+    ``worker_id`` ran the command ``reported``; its events name the worker."""
     seq = execution.next_seq
     rows = []
     for ev in decision.events:
+        command_id = ev.get("command_id") or ""
+        error = ev.get("error")
         rows.append({
             "execution": execution.id, "seq": seq, "kind": ev["kind"],
-            "step": ev.get("step") or "", "command_id": ev.get("command_id") or "",
+            "step": ev.get("step") or "", "command_id": command_id,
             "status": ev.get("status") or "", "delivery": ev.get("delivery"),
-            "worker_id": worker_id, "duration_ms": ev.get("duration_ms"),
-            "payload": ev["payload"], "error": ev.get("error"),
+            "worker_id": worker_id if command_id and command_id == reported else "",
+            "duration_ms": ev.get("duration_ms"),
+            "payload": ev["payload"], "error": error and measures.error_fields(error),
+            "started_at": measures.timestamp(ev.get("started_at")),
+            "ended_at": measures.timestamp(ev.get("ended_at")),
+            "pool": ev.get("pool") or "", "attempt": ev.get("attempt"),
+            "tool": ev.get("tool") or "", "input_bytes": ev.get("input_bytes"),
+            "result_bytes": ev.get("result_bytes"),
         })
         seq += 1
     rawsql.insert(Event, rows)
@@ -516,7 +525,7 @@ def _fold_report(data: dict[str, Any], worker_id: str,
         data["log_ref"] = _store_log(log_text, execution)
     engine = _engine(execution)
     decision = engine.on_report(data)
-    dispatched = _persist(execution, engine, decision, worker_id)
+    dispatched = _persist(execution, engine, decision, worker_id, command_id)
     if fresh is not None:
         env = (execution.state or {}).get("env")
         for c in decision.commands:
