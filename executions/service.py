@@ -28,6 +28,7 @@ from executions.engine.decide import Decision, Engine
 from executions.engine.state import initial_state
 from executions import measures, rawsql
 from executions.engine.values import Values, dumps, loads
+from noetl_site import metrics
 from executions.models import (
     Blob,
     Command,
@@ -205,8 +206,13 @@ def _persist(execution: Execution, engine: Engine, decision: Decision,
     # A requeued command is dispatched again, under its next delivery.
     announced = dispatched + [ev["command_id"] for ev in decision.events
                               if ev["kind"] == "command.requeued"]
-    transaction.on_commit(
-        lambda: _announce(execution.id, numbered, execution.status, announced))
+    path = execution.path
+
+    def committed() -> None:
+        metrics.observe_events(path, numbered)
+        _announce(execution.id, numbered, execution.status, announced)
+
+    transaction.on_commit(committed)
     return dispatched
 
 
@@ -426,6 +432,9 @@ def _grant(worker_id: str, pool: str, limit: int, command_ids: list[str] | None,
     if not ids:
         return []
     granted = rawsql.grant_leases(ids, pool, worker_id, token, ttl_s or lease_ttl_s())
+    if granted:
+        count = metrics.COMMANDS_CLAIMED.labels(pool).inc
+        transaction.on_commit(lambda: count(granted))
     if fresh and granted == len(ids) and all(i in fresh for i in ids):
         return [fresh[i] for i in ids]
     return _tasks(ids, worker_id, token) if granted else []
@@ -582,6 +591,7 @@ def expire_leases(limit: int = 100) -> list[str]:
             decision = engine.on_lost(command_id, f"lease of {current.lease_owner} expired")
             dispatched += _persist(execution, engine, decision)
             dispatched.append(command_id)
+            transaction.on_commit(metrics.LEASE_EXPIRIES.inc)
     return dispatched
 
 
@@ -635,6 +645,7 @@ def stale_queued(older_than_s: float, limit: int = 200) -> list[str]:
         if ids:
             Command.objects.filter(id__in=ids).update(
                 publish_gen=F("publish_gen") + 1, updated_at=Now())
+    metrics.REPUBLISHES.inc(len(ids))
     return ids
 
 

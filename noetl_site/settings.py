@@ -40,6 +40,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "noetl_site.metrics.RequestMetricsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -120,6 +121,8 @@ NOETL_REPAIR_AFTER_S = env.float("NOETL_REPAIR_AFTER_S", default=10.0)
 # A shared enrollment token any pool accepts (development and tests); pools
 # created with ``manage.py createpool`` have their own.
 NOETL_ENROLLMENT_TOKEN = env.str("NOETL_ENROLLMENT_TOKEN", default="")
+# /metrics answers only callers sending this bearer token, when it is set.
+NOETL_METRICS_TOKEN = env.str("NOETL_METRICS_TOKEN", default="")
 # The control plane a worker (or `noetl --server`) talks to.
 NOETL_SERVER = env.str("NOETL_SERVER", default="")
 

@@ -3,11 +3,13 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from noetl_site import health
+from noetl_site.metrics import metrics_view
 from noetl_site.graphql import graphql_view
 
 urlpatterns = [
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
+    path("metrics", metrics_view, name="metrics"),
     path("api/worker/v1/", include("workers.api.urls")),
     path("api/catalog/", include("catalog.api.urls")),
     path("api/executions/", include("executions.api.urls")),

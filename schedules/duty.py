@@ -26,6 +26,7 @@ from django.utils import timezone
 from catalog.services import PlaybookError, PlaybookNotFound
 from executions import service
 from executions.models import Status
+from noetl_site import metrics
 from schedules import timing
 from schedules.models import (
     Concurrency,
@@ -122,6 +123,8 @@ def _fire_schedule(schedule: Schedule, now: datetime) -> None:
 
     fires = [fire_once(schedule, t, FireKind.SCHEDULE) for t in plan.fires]
     recorded = [fire for fire in fires if fire is not None]
+    lags = [max(0.0, (now - fire.fire_time).total_seconds()) for fire in recorded]
+    transaction.on_commit(lambda: [metrics.FIRE_LAG.observe(lag) for lag in lags])
     if recorded:
         last = recorded[-1]
         schedule.last_fire_at = last.fire_time
