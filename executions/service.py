@@ -28,7 +28,7 @@ from executions.engine.decide import Decision, Engine
 from executions.engine.state import initial_state
 from executions import measures, rawsql
 from executions.engine.values import Values, dumps, loads
-from noetl_site import metrics
+from noetl_site import logs, metrics
 from executions.models import (
     Blob,
     Command,
@@ -580,7 +580,8 @@ def expire_leases(limit: int = 100) -> list[str]:
         state=CommandState.RUNNING, lease_expires_at__lt=Now()).values_list(
         "id", "execution_id")[:limit])
     for command_id, execution_id in expired:
-        with transaction.atomic():
+        with logs.bound(execution_id=execution_id, command_id=command_id), \
+                transaction.atomic():
             execution = _lock(execution_id)
             current = Command.objects.select_for_update().filter(
                 id=command_id, state=CommandState.RUNNING, lease_expires_at__lt=Now()
@@ -591,6 +592,8 @@ def expire_leases(limit: int = 100) -> list[str]:
             decision = engine.on_lost(command_id, f"lease of {current.lease_owner} expired")
             dispatched += _persist(execution, engine, decision)
             dispatched.append(command_id)
+            log.warning("lease of %s expired; the command is requeued or failed",
+                        current.lease_owner)
             transaction.on_commit(metrics.LEASE_EXPIRIES.inc)
     return dispatched
 

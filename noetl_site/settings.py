@@ -12,6 +12,8 @@ from pathlib import Path
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
+from noetl_site import logs
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
@@ -41,6 +43,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "noetl_site.metrics.RequestMetricsMiddleware",
+    "noetl_site.logs.RequestContextMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -156,10 +159,12 @@ SPECTACULAR_SETTINGS = {
     },
 }
 
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "loggers": {"noetl": {"handlers": ["stderr"], "level": env.str("NOETL_LOG_LEVEL", default="WARNING")}},
-}
+# One line per record: JSON for log shippers, text for people; auto picks
+# text on a terminal (noetl_site.logs).
+try:
+    LOGGING = logs.logging_config(
+        env.str("NOETL_LOG_FORMAT", default="auto"),
+        env.str("NOETL_LOG_LEVEL", default="WARNING"),
+    )
+except ValueError as exc:
+    raise ImproperlyConfigured(str(exc)) from None

@@ -26,7 +26,7 @@ from django.utils import timezone
 from catalog.services import PlaybookError, PlaybookNotFound
 from executions import service
 from executions.models import Status
-from noetl_site import metrics
+from noetl_site import logs, metrics
 from schedules import timing
 from schedules.models import (
     Concurrency,
@@ -104,6 +104,11 @@ def _claim_query(now: datetime) -> QuerySet[Schedule]:
 
 
 def _fire_schedule(schedule: Schedule, now: datetime) -> None:
+    with logs.bound(schedule=schedule.name):
+        _fire_bound(schedule, now)
+
+
+def _fire_bound(schedule: Schedule, now: datetime) -> None:
     assert schedule.next_run_at is not None
     plan = timing.due(
         schedule.trigger,

@@ -20,6 +20,7 @@ import uuid
 from typing import Any, Protocol
 
 from executions.engine.values import Values, dumps, loads
+from noetl_site import logs
 from workers.runner import CommandRunner
 
 log = logging.getLogger("noetl.workers.worker")
@@ -90,6 +91,21 @@ def mask(report: dict[str, Any], secrets: set[str]) -> dict[str, Any]:
         encoded = dumps(secret).decode()[1:-1]
         data = data.replace(encoded, "***")
     return loads(data)
+
+
+def _summary(report: dict[str, Any]) -> str:
+    """A report in a few words, for the log."""
+    ms = (report.get("measures") or {}).get("ms")
+    took = f" in {ms:.1f} ms" if ms is not None else ""
+    if "suspend" in report:
+        return "suspended"
+    if "iterations" in report:
+        failed = sum(it.get("status") == "error" for it in report["iterations"])
+        return f"{len(report['iterations'])} iterations, {failed} failed{took}"
+    if report.get("status") == "error":
+        error = report.get("error") or {}
+        return f"error {error.get('kind')}: {error.get('message')}{took}"
+    return f"{report.get('status')}{took}"
 
 
 class Doorbell:
@@ -246,6 +262,15 @@ class Worker:
         return tasks[0] if tasks else None
 
     def _run(self, task: dict[str, Any]) -> dict[str, Any] | None:
+        with logs.bound(
+            execution_id=task["execution_id"],
+            step=task["step_def"]["name"],
+            command_id=task["command_id"],
+            worker_id=self.worker_id,
+        ):
+            return self._run_bound(task)
+
+    def _run_bound(self, task: dict[str, Any]) -> dict[str, Any] | None:
         with self._held_lock:
             entry = self._held.get(task["command_id"])
             cancelled = entry[1] if entry else threading.Event()
@@ -300,6 +325,8 @@ class Worker:
             return None
         if secrets:
             report = mask(report, secrets)
+        if log.isEnabledFor(logging.INFO):
+            log.info("ran %s: %s", task["command_id"], _summary(report))
         return self._report(report)
 
     def _report(self, report: dict[str, Any]) -> dict[str, Any] | None:
