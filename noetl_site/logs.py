@@ -159,5 +159,7 @@ def logging_config(choice: str, level: str) -> dict[str, Any]:
         "root": {"handlers": ["stderr"], "level": "WARNING"},
         "loggers": {
             "noetl": {"handlers": ["stderr"], "level": level, "propagate": False},
+            # It logs a traceback per refused connection; the caller says why.
+            "clickhouse_driver": {"level": "CRITICAL"},
         },
     }
