@@ -39,6 +39,7 @@ INSTALLED_APPS = [
     "credentials",
     "workers",
     "schedules",
+    "search",
 ]
 
 MIDDLEWARE = [
@@ -124,6 +125,12 @@ NOETL_REPAIR_AFTER_S = env.float("NOETL_REPAIR_AFTER_S", default=10.0)
 # A shared enrollment token any pool accepts (development and tests); pools
 # created with ``manage.py createpool`` have their own.
 NOETL_ENROLLMENT_TOKEN = env.str("NOETL_ENROLLMENT_TOKEN", default="")
+# Semantic search (the optional extra): off, or on when installed. Vectors
+# live in an embedded Qdrant store on disk (one process at a time) unless
+# NOETL_QDRANT_URL names a Qdrant server.
+NOETL_SEARCH = env.str("NOETL_SEARCH", default="on")
+NOETL_QDRANT_URL = env.str("NOETL_QDRANT_URL", default="")
+NOETL_QDRANT_PATH = env.str("NOETL_QDRANT_PATH", default=str(NOETL_HOME / "qdrant"))
 # /metrics answers only callers sending this bearer token, when it is set.
 NOETL_METRICS_TOKEN = env.str("NOETL_METRICS_TOKEN", default="")
 # The control plane a worker (or `noetl --server`) talks to.
