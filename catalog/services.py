@@ -12,7 +12,6 @@ from django.db.models import Max, OuterRef, Subquery
 from catalog.dsl import PlaybookError, parse_playbook
 from catalog.models import PlaybookVersion
 from executions.engine.graph import Graph, build_graph
-from search import service as search
 
 __all__ = [
     "PlaybookError",
@@ -51,7 +50,6 @@ def register(text: str) -> tuple[PlaybookVersion, bool]:
             parsed=parsed,
             digest=digest,
         )
-        search.notify()
     return version, True
 
 

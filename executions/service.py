@@ -29,7 +29,6 @@ from executions.engine.state import initial_state
 from executions import measures, rawsql
 from executions.engine.values import Values, dumps, loads
 from noetl_site import logs, metrics
-from search import service as search
 from executions.models import (
     Blob,
     Command,
@@ -194,8 +193,6 @@ def _persist(execution: Execution, engine: Engine, decision: Decision,
             state__in=[CommandState.DONE, CommandState.CANCELLED]
         ).update(state=CommandState.CANCELLED, cancel_requested=True)
         _notify_parent(execution)
-        if terminal["kind"] == "workflow.failed":
-            search.notify()
         for child in Execution.objects.filter(parent=execution, status=Status.RUNNING):
             _target(child.id)
             Inbox.objects.create(execution=child, kind="cancel",

@@ -131,6 +131,9 @@ NOETL_ENROLLMENT_TOKEN = env.str("NOETL_ENROLLMENT_TOKEN", default="")
 NOETL_SEARCH = env.str("NOETL_SEARCH", default="on")
 NOETL_QDRANT_URL = env.str("NOETL_QDRANT_URL", default="")
 NOETL_QDRANT_PATH = env.str("NOETL_QDRANT_PATH", default=str(NOETL_HOME / "qdrant"))
+# runscheduler indexes new playbooks and failed runs each round (by default
+# when the index is a Qdrant server all processes share).
+NOETL_SEARCH_INDEXER = env.bool("NOETL_SEARCH_INDEXER", default=bool(NOETL_QDRANT_URL))
 # /metrics answers only callers sending this bearer token, when it is set.
 NOETL_METRICS_TOKEN = env.str("NOETL_METRICS_TOKEN", default="")
 # The control plane a worker (or `noetl --server`) talks to.

@@ -3,10 +3,11 @@
 Three kinds of documents: a playbook (its newest version: name,
 description, what its steps do), each of its steps, and each failed run
 (which playbook, which step, the error). Indexing never runs inside the
-transactions that register a playbook or fail a run: it catches up from
-the database afterwards, in a background thread of the web process (woken
-when a playbook is registered or a run fails) and before every search, so a
-search always sees everything committed before it.
+transactions that register a playbook or fail a run, nor in web processes
+(embedding costs CPU and memory): it catches up from the database
+afterwards, as a ``runscheduler`` duty within a round of a registration or a
+failure when the index is a shared Qdrant server, and before every search,
+so a search always sees everything committed before it.
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import connection, transaction
 from django.db.models import Max, Q, QuerySet
 
 from search.index import Document, Embedder, Index, SearchUnavailable, installed
@@ -34,9 +34,6 @@ EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
 _lock = threading.Lock()
 _index: Index | None = None
 _embedder = Embedder()
-_wake = threading.Event()
-_stop = threading.Event()
-_background: threading.Thread | None = None
 
 
 def enabled() -> bool:
@@ -246,48 +243,7 @@ def run_document(run: Any, failed_step: tuple[str, Any] | None) -> Document:
     )
 
 
-# -- indexing in the background -------------------------------------------------------
-
-
-def notify() -> None:
-    """Something was registered or failed: wake the background indexer, if
-    this process runs one (after the current transaction commits)."""
-    if _background is not None:
-        transaction.on_commit(_wake.set)
-
-
-def start_background() -> None:
-    """Run catch-ups in a daemon thread of this process (the web process)."""
-    global _background
-    if _background is not None or not enabled():
-        return
-    _stop.clear()
-    _background = threading.Thread(target=_indexer, name="noetl-search", daemon=True)
-    _background.start()
-    _wake.set()  # whatever was committed while no process was indexing
-
-
-def stop_background(timeout: float = 30.0) -> None:
-    global _background
-    if _background is None:
-        return
-    _stop.set()
-    _wake.set()
-    _background.join(timeout)
-    _background = None
-
-
-def _indexer() -> None:
-    while True:
-        _wake.wait()
-        _wake.clear()
-        if _stop.is_set():
-            return
-        try:
-            added = catch_up()
-            if added:
-                log.info("indexed %d search documents", added)
-        except Exception:  # a failed round is retried on the next wake
-            log.exception("search indexing failed")
-        finally:
-            connection.close()
+def indexer_enabled() -> bool:
+    """Whether ``runscheduler`` indexes as a duty: by default when the index
+    is a Qdrant server that every process can share."""
+    return enabled() and settings.NOETL_SEARCH_INDEXER

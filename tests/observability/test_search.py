@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,7 +17,7 @@ from rest_framework.test import APIClient
 from accounts import tokens
 from catalog import services as catalog
 from search import service
-from search.index import SearchUnavailable
+from search.index import COLLECTION, Document, SearchUnavailable
 from tests.observability.conftest import Run
 
 REPO = Path(__file__).resolve().parents[2]
@@ -259,21 +258,26 @@ def test_the_right_playbook_ranks_first_for_ten_questions(index: None) -> None:
     assert firsts == QUERIES
 
 
-def test_a_web_process_indexes_a_registered_playbook_without_a_search(
-    index: None,
+def test_the_scheduler_indexes_new_playbooks_and_failed_runs_each_round(
+    index: None, settings, run: Run
 ) -> None:
-    service.start_background()
-    try:
-        catalog.register(playbook_yaml(*PLAYBOOKS[0]))
-        documents = service.playbook_documents(
-            catalog.resolve("examples/search/weather_to_postgres").parsed, 1
-        )
-        deadline = time.monotonic() + 60
-        while service.index().missing(documents) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert service.index().missing(documents) == []
-    finally:
-        service.stop_background()
+    from executions.management.commands.runscheduler import Command
+
+    settings.NOETL_SEARCH_INDEXER = True
+    catalog.register(playbook_yaml(*PLAYBOOKS[0]))
+    failed = run(failing("billing_sync", "fetch", "billing API timed out"))
+    documents = service.playbook_documents(
+        catalog.resolve("examples/search/weather_to_postgres").parsed, 1
+    )
+    assert service.index().missing(documents) == documents
+
+    Command().round()
+
+    assert service.index().missing(documents) == []
+    held = service.index().client.retrieve(
+        COLLECTION, [Document(f"run:{failed}", "run", "", {}).point_id]
+    )
+    assert held and held[0].payload["execution_id"] == failed
 
 
 def test_an_unreachable_qdrant_server_is_said_plainly(index: None, settings) -> None:
