@@ -159,6 +159,8 @@ def _persist(execution: Execution, engine: Engine, decision: Decision,
     seq = execution.next_seq
     rows = []
     for ev in decision.events:
+        if ev["kind"] == "loop.done":
+            _time_loop(execution, ev, decision.events)
         command_id = ev.get("command_id") or ""
         error = ev.get("error")
         rows.append({
@@ -214,6 +216,23 @@ def _persist(execution: Execution, engine: Engine, decision: Decision,
 
     transaction.on_commit(committed)
     return dispatched
+
+
+def _time_loop(execution: Execution, ev: dict[str, Any],
+               events: list[dict[str, Any]]) -> None:
+    """A loop's end spans from its step's start (one read per loop epoch;
+    none for an empty loop, which starts and ends in one decision)."""
+    ended = timezone.now()
+    if any(e["kind"] == "loop.started" and e["step"] == ev["step"] for e in events):
+        started = ended
+    else:
+        started = StepRun.objects.filter(
+            execution=execution, step=ev["step"]).values_list(
+            "started_at", flat=True).first()
+    if started is None:
+        return
+    ev.update(started_at=started.timestamp(), ended_at=ended.timestamp(),
+              duration_ms=round((ended - started).total_seconds() * 1000, 3))
 
 
 def _project_commands(execution: Execution, decision: Decision) -> None:

@@ -82,6 +82,9 @@ def test_loop_chunk_and_command_events_carry_their_measures_too(run: Run) -> Non
         c.tool == "python" and c.duration_ms and c.started_at and c.worker_id
         for c in chunks
     )
+    [loop] = Event.objects.filter(execution_id=execution_id, kind="loop.done")
+    assert loop.started_at <= loop.ended_at and loop.duration_ms > 0
+    assert loop.started_at <= chunks[0].started_at
     issued = Event.objects.filter(execution_id=execution_id, kind="command.issued")
     assert issued and all(e.pool == "default" and e.tool == "python" for e in issued)
     # Who ran a command is said by its finishing event, not the next issue.
