@@ -3,9 +3,9 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from noetl_site import health
+from noetl_site.graphql import graphql_view
 from noetl_site.metrics import metrics_view
 from search.views import SearchView
-from noetl_site.graphql import graphql_view
 
 urlpatterns = [
     path("healthz", health.healthz, name="healthz"),
