@@ -65,6 +65,16 @@ class Event(models.Model):
     duration_ms = models.FloatField(null=True, blank=True)
     payload = models.JSONField(default=dict)
     error = models.JSONField(null=True, blank=True)
+    # What analysis needs, as columns so exports and queries need no JSON:
+    # when the work ran (the worker's clock), where, on which retry, with
+    # which tool, and how much data went in and came out.
+    started_at = models.DateTimeField(null=True, blank=True)
+    ended_at = models.DateTimeField(null=True, blank=True)
+    pool = models.CharField(max_length=100, blank=True, default="")
+    attempt = models.PositiveIntegerField(null=True, blank=True)
+    tool = models.CharField(max_length=100, blank=True, default="")
+    input_bytes = models.PositiveBigIntegerField(null=True, blank=True)
+    result_bytes = models.PositiveBigIntegerField(null=True, blank=True)
 
     class Meta:
         constraints = [

@@ -144,6 +144,42 @@ def events_page(execution_id: str, after_seq: int = 0, limit: int = 200) -> list
     )
 
 
+LOG_EVENT_KINDS = ("call.done", "call.error", "loop.chunk.done")
+
+
+def run_logs(
+    execution_id: str, *, step: str = "", after_seq: int = 0, limit: int = 50
+) -> list[dict[str, Any]]:
+    """The output a run's commands captured (python stdout and stderr, SQL
+    notices, policy warnings), one entry per command that logged, in seq
+    order. Each command's tail is a blob its finishing event points to."""
+    rows = Event.objects.filter(
+        execution_id=execution_id,
+        seq__gt=after_seq,
+        kind__in=LOG_EVENT_KINDS,
+        payload__has_key="log_ref",
+    ).order_by("seq")
+    if step:
+        rows = rows.filter(step=step)
+    entries = []
+    for event in rows[:limit]:
+        ref = event.payload["log_ref"]
+        sha = str(ref.get("$ref", "")).split(":", 1)[-1]
+        data = Blob.objects.filter(sha256=sha).values_list("data", flat=True).first()
+        text = bytes(data).decode(errors="replace") if data is not None else ""
+        entries.append({
+            "seq": event.seq,
+            "step": event.step,
+            "command_id": event.command_id,
+            "kind": event.kind,
+            "ts": event.ts,
+            "worker_id": event.worker_id,
+            "lines": text.splitlines(),
+            "size": ref.get("size", len(text)),
+        })
+    return entries
+
+
 def started_payload(execution: Execution) -> dict[str, Any]:
     """The payload of the run's ``execution.started`` event (its first)."""
     payload = (

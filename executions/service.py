@@ -25,10 +25,11 @@ from django.utils import timezone
 
 from catalog import services as catalog
 from credentials.store import credential_for_playbook
-from executions import rawsql
+from executions import measures, rawsql
 from executions.engine.decide import Decision, Engine
 from executions.engine.state import initial_state
 from executions.engine.values import Values, dumps, loads
+from noetl_site import logs, metrics
 from executions.models import (
     Blob,
     Command,
@@ -179,17 +180,28 @@ def _decide(execution: Execution, what: str,
 
 
 def _persist(execution: Execution, engine: Engine, decision: Decision,
-             worker_id: str = "") -> list[str]:
-    """Append the decision's events and bring every projection up to date."""
+             worker_id: str = "", reported: str = "") -> list[str]:
+    """Append the decision's events and bring every projection up to date.
+    ``worker_id`` ran the command ``reported``; its events name the worker."""
     seq = execution.next_seq
     rows = []
     for ev in decision.events:
+        if ev["kind"] == "loop.done":
+            _time_loop(execution, ev, decision.events)
+        command_id = ev.get("command_id") or ""
+        error = ev.get("error")
         rows.append({
             "execution": execution.id, "seq": seq, "kind": ev["kind"],
-            "step": ev.get("step") or "", "command_id": ev.get("command_id") or "",
+            "step": ev.get("step") or "", "command_id": command_id,
             "status": ev.get("status") or "", "delivery": ev.get("delivery"),
-            "worker_id": worker_id, "duration_ms": ev.get("duration_ms"),
-            "payload": ev["payload"], "error": ev.get("error"),
+            "worker_id": worker_id if command_id and command_id == reported else "",
+            "duration_ms": ev.get("duration_ms"),
+            "payload": ev["payload"], "error": error and measures.error_fields(error),
+            "started_at": measures.timestamp(ev.get("started_at")),
+            "ended_at": measures.timestamp(ev.get("ended_at")),
+            "pool": ev.get("pool") or "", "attempt": ev.get("attempt"),
+            "tool": ev.get("tool") or "", "input_bytes": ev.get("input_bytes"),
+            "result_bytes": ev.get("result_bytes"),
         })
         seq += 1
     rawsql.insert(Event, rows)
@@ -227,9 +239,31 @@ def _persist(execution: Execution, engine: Engine, decision: Decision,
     # A requeued command is dispatched again, under its next delivery.
     announced = dispatched + [ev["command_id"] for ev in decision.events
                               if ev["kind"] == "command.requeued"]
-    transaction.on_commit(
-        lambda: _announce(execution.id, numbered, execution.status, announced))
+    path = execution.path
+
+    def committed() -> None:
+        metrics.observe_events(path, numbered)
+        _announce(execution.id, numbered, execution.status, announced)
+
+    transaction.on_commit(committed)
     return dispatched
+
+
+def _time_loop(execution: Execution, ev: dict[str, Any],
+               events: list[dict[str, Any]]) -> None:
+    """A loop's end spans from its step's start (one read per loop epoch;
+    none for an empty loop, which starts and ends in one decision)."""
+    ended = timezone.now()
+    if any(e["kind"] == "loop.started" and e["step"] == ev["step"] for e in events):
+        started = ended
+    else:
+        started = StepRun.objects.filter(
+            execution=execution, step=ev["step"]).values_list(
+            "started_at", flat=True).first()
+    if started is None:
+        return
+    ev.update(started_at=started.timestamp(), ended_at=ended.timestamp(),
+              duration_ms=round((ended - started).total_seconds() * 1000, 3))
 
 
 def _project_commands(execution: Execution, decision: Decision) -> None:
@@ -483,6 +517,9 @@ def _grant(worker_id: str, pool: str, limit: int, command_ids: list[str] | None,
     if not ids:
         return []
     granted = rawsql.grant_leases(ids, pool, worker_id, token, ttl_s or lease_ttl_s())
+    if granted:
+        count = metrics.COMMANDS_CLAIMED.labels(pool).inc
+        transaction.on_commit(lambda: count(granted))
     if fresh and granted == len(ids) and all(i in fresh for i in ids):
         return [fresh[i] for i in ids]
     return _tasks(ids, worker_id, token) if granted else []
@@ -583,7 +620,7 @@ def _fold_report(data: dict[str, Any], worker_id: str,
         data["log_ref"] = _store_log(log_text, execution)
     engine, decision = _decide(execution, f"the report of {command_id}",
                                lambda engine: engine.on_report(data))
-    dispatched = _persist(execution, engine, decision, worker_id)
+    dispatched = _persist(execution, engine, decision, worker_id, command_id)
     if fresh is not None:
         env = (execution.state or {}).get("env")
         for c in decision.commands:
@@ -629,7 +666,8 @@ def expire_leases(limit: int = 100) -> list[str]:
         state=CommandState.RUNNING, lease_expires_at__lt=Now()).values_list(
         "id", "execution_id")[:limit])
     for command_id, execution_id in expired:
-        with transaction.atomic():
+        with logs.bound(execution_id=execution_id, command_id=command_id), \
+                transaction.atomic():
             execution = _lock(execution_id)
             current = Command.objects.select_for_update().filter(
                 id=command_id, state=CommandState.RUNNING, lease_expires_at__lt=Now()
@@ -641,6 +679,9 @@ def expire_leases(limit: int = 100) -> list[str]:
                                        lambda engine: engine.on_lost(command_id, reason))
             dispatched += _persist(execution, engine, decision)
             dispatched.append(command_id)
+            log.warning("lease of %s expired; the command is requeued or failed",
+                        current.lease_owner)
+            transaction.on_commit(metrics.LEASE_EXPIRIES.inc)
     return dispatched
 
 
@@ -695,6 +736,7 @@ def stale_queued(older_than_s: float, limit: int = 200) -> list[str]:
         if ids:
             Command.objects.filter(id__in=ids).update(
                 publish_gen=F("publish_gen") + 1, updated_at=Now())
+    metrics.REPUBLISHES.inc(len(ids))
     return ids
 
 

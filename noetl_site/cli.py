@@ -509,8 +509,10 @@ def parser() -> argparse.ArgumentParser:
     credential.set_defaults(func=cmd_credential)
 
     from schedules import cli as schedule_cli
+    from search import cli as search_cli
 
     schedule_cli.add_parser(add)
+    search_cli.add_parser(add)
     return top
 
 

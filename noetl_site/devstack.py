@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import base64
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -70,6 +71,9 @@ class DevStack:
             "NOETL_HOME": str(self.home),
             "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""),
             "PYTHONUNBUFFERED": "1",
+            # Web and scheduler processes write their metrics here and
+            # /metrics adds them up (noetl_site.metrics).
+            "PROMETHEUS_MULTIPROC_DIR": str(self.home / "metrics"),
         })
         self.env.update(env or {})
         self.web_env = web_env or {}
@@ -95,6 +99,10 @@ class DevStack:
 
     def prepare(self) -> None:
         self.home.mkdir(parents=True, exist_ok=True)
+        # Samples of a previous stack's processes must not be counted again.
+        metrics_dir = Path(self.env["PROMETHEUS_MULTIPROC_DIR"])
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+        metrics_dir.mkdir(parents=True)
         with psycopg.connect(f"{self.pg}/postgres", autocommit=True) as conn:
             exists = conn.execute("select 1 from pg_database where datname = %s",
                                   (self.database,)).fetchone()

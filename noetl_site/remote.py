@@ -306,6 +306,12 @@ def cmd_schedule(args: argparse.Namespace, client: Client) -> int:
     return schedule_cli.remote(args, client)
 
 
+def cmd_search(args: argparse.Namespace, client: Client) -> int:
+    from search import cli as search_cli
+
+    return search_cli.remote(args, client)
+
+
 COMMANDS = {
     "run": cmd_run,
     "register": cmd_register,
@@ -315,6 +321,7 @@ COMMANDS = {
     "cancel": cmd_cancel,
     "credential": cmd_credential,
     "schedule": cmd_schedule,
+    "search": cmd_search,
 }
 
 

@@ -12,6 +12,8 @@ from pathlib import Path
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
+from noetl_site import logs
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
@@ -38,9 +40,12 @@ INSTALLED_APPS = [
     "credentials",
     "workers",
     "schedules",
+    "search",
 ]
 
 MIDDLEWARE = [
+    "noetl_site.metrics.RequestMetricsMiddleware",
+    "noetl_site.logs.RequestContextMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "noetl_site.middleware.BodyLimitMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -127,6 +132,17 @@ NOETL_REPAIR_AFTER_S = env.float("NOETL_REPAIR_AFTER_S", default=10.0)
 # A shared enrollment token any pool accepts (development and tests); pools
 # created with ``manage.py createpool`` have their own.
 NOETL_ENROLLMENT_TOKEN = env.str("NOETL_ENROLLMENT_TOKEN", default="")
+# Semantic search (the optional extra): off, or on when installed. Vectors
+# live in an embedded Qdrant store on disk (one process at a time) unless
+# NOETL_QDRANT_URL names a Qdrant server.
+NOETL_SEARCH = env.str("NOETL_SEARCH", default="on")
+NOETL_QDRANT_URL = env.str("NOETL_QDRANT_URL", default="")
+NOETL_QDRANT_PATH = env.str("NOETL_QDRANT_PATH", default=str(NOETL_HOME / "qdrant"))
+# runscheduler indexes new playbooks and failed runs each round (by default
+# when the index is a Qdrant server all processes share).
+NOETL_SEARCH_INDEXER = env.bool("NOETL_SEARCH_INDEXER", default=bool(NOETL_QDRANT_URL))
+# /metrics answers only callers sending this bearer token, when it is set.
+NOETL_METRICS_TOKEN = env.str("NOETL_METRICS_TOKEN", default="")
 # The control plane a worker (or `noetl --server`) talks to.
 NOETL_SERVER = env.str("NOETL_SERVER", default="")
 
@@ -212,18 +228,12 @@ SPECTACULAR_SETTINGS = {
     },
 }
 
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    # Secrets a worker handed to a tool are masked out of every log line.
-    "filters": {"mask_secrets": {"()": "workers.masking.LogMasker"}},
-    "handlers": {
-        "stderr": {
-            "class": "logging.StreamHandler",
-            "formatter": "plain",
-            "filters": ["mask_secrets"],
-        }
-    },
-    "loggers": {"noetl": {"handlers": ["stderr"], "level": env.str("NOETL_LOG_LEVEL", default="WARNING")}},
-}
+# One line per record: JSON for log shippers, text for people; auto picks
+# text on a terminal (noetl_site.logs).
+try:
+    LOGGING = logs.logging_config(
+        env.str("NOETL_LOG_FORMAT", default="auto"),
+        env.str("NOETL_LOG_LEVEL", default="WARNING"),
+    )
+except ValueError as exc:
+    raise ImproperlyConfigured(str(exc)) from None

@@ -26,6 +26,7 @@ from django.utils import timezone
 from catalog.services import PlaybookError, PlaybookNotFound
 from executions import service
 from executions.models import Status
+from noetl_site import logs, metrics
 from schedules import timing
 from schedules.models import (
     Concurrency,
@@ -103,6 +104,11 @@ def _claim_query(now: datetime) -> QuerySet[Schedule]:
 
 
 def _fire_schedule(schedule: Schedule, now: datetime) -> None:
+    with logs.bound(schedule=schedule.name):
+        _fire_bound(schedule, now)
+
+
+def _fire_bound(schedule: Schedule, now: datetime) -> None:
     assert schedule.next_run_at is not None
     plan = timing.due(
         schedule.trigger,
@@ -122,6 +128,8 @@ def _fire_schedule(schedule: Schedule, now: datetime) -> None:
 
     fires = [fire_once(schedule, t, FireKind.SCHEDULE) for t in plan.fires]
     recorded = [fire for fire in fires if fire is not None]
+    lags = [max(0.0, (now - fire.fire_time).total_seconds()) for fire in recorded]
+    transaction.on_commit(lambda: [metrics.FIRE_LAG.observe(lag) for lag in lags])
     if recorded:
         last = recorded[-1]
         schedule.last_fire_at = last.fire_time

@@ -23,6 +23,7 @@ from typing import Any
 from executions import templating
 from executions.engine.scope import Scope, base_names, split_set_key
 from executions.engine.values import Values
+from executions.measures import size_of
 from workers import tools
 from workers.keychain import Keychain, KeychainError
 from workers.tools.base import DEFAULT_TIMEOUT_S, ToolContext
@@ -128,6 +129,8 @@ class CommandRunner:
         self.resources: dict[str, Any] = {}
         self.log_lines: list[str] = []
         self.log_size = 0
+        # The highest retry attempt of any task this command ran.
+        self.max_attempt = 1
         self.base = base_names(
             task["execution_id"], task.get("catalog_id", ""), task.get("env") or {}
         )
@@ -146,6 +149,7 @@ class CommandRunner:
             "command_id": self.task["command_id"],
             "delivery": self.task.get("delivery", 1),
         }
+        started, clock = time.time(), time.perf_counter()
         try:
             if self.task.get("iterations") is not None:
                 self._run_chunk(report)
@@ -155,7 +159,29 @@ class CommandRunner:
             tools.close_resources(self.resources)
         if self.log_lines:
             report["log"] = "".join(self.log_lines)[-LOG_TAIL_CHARS:]
+        report["measures"] = self._measures(report, started, clock)
         return report
+
+    def _measures(
+        self, report: dict[str, Any], started: float, clock: float
+    ) -> dict[str, Any]:
+        """What analysis needs about this command (see executions.measures)."""
+        ms = (time.perf_counter() - clock) * 1000
+        sent = {
+            key: self.task.get(key) for key in ("scope", "args", "iterations")
+        }
+        if "iterations" in report:
+            results = [it.get("result") for it in report["iterations"]]
+        else:
+            results = report.get("result")
+        return {
+            "started": started,
+            "ended": started + ms / 1000,
+            "ms": round(ms, 3),
+            "attempt": self.max_attempt,
+            "input_bytes": size_of(sent),
+            "result_bytes": size_of(results),
+        }
 
     def _run_once(self, report: dict[str, Any]) -> None:
         resume = self.task.get("resume")
@@ -239,12 +265,13 @@ class CommandRunner:
         while p.pc < len(tasks):
             task = tasks[p.pc]
             label = task["label"]
-            t0 = time.perf_counter()
+            t0, started = time.perf_counter(), time.time()
             if p.outcome is not None:
                 outcome, p.outcome = p.outcome, None
             else:
                 outcome = self._run_task(task, p, item, deadline)
             p.attempts[label] = p.attempts.get(label, 0) + 1
+            self.max_attempt = max(self.max_attempt, p.attempts[label])
             outcome = _status_check(outcome, label)
             last = outcome
             summaries.append(
@@ -252,6 +279,8 @@ class CommandRunner:
                     "label": label,
                     "status": outcome["status"],
                     "attempt": p.attempts[label],
+                    "kind": task["kind"],
+                    "t0": round(started, 3),
                     "ms": round((time.perf_counter() - t0) * 1000, 3),
                 }
             )

@@ -20,6 +20,7 @@ import uuid
 from typing import Any, Protocol
 
 from executions.engine.values import Values
+from noetl_site import logs
 from workers.masking import Masker
 from workers.runner import CommandRunner
 
@@ -68,6 +69,21 @@ class MaskedValues:
 
     def resolve(self, value: Any) -> Any:
         return self.values.resolve(value)
+
+
+def _summary(report: dict[str, Any]) -> str:
+    """A report in a few words, for the log."""
+    ms = (report.get("measures") or {}).get("ms")
+    took = f" in {ms:.1f} ms" if ms is not None else ""
+    if "suspend" in report:
+        return "suspended"
+    if "iterations" in report:
+        failed = sum(it.get("status") == "error" for it in report["iterations"])
+        return f"{len(report['iterations'])} iterations, {failed} failed{took}"
+    if report.get("status") == "error":
+        error = report.get("error") or {}
+        return f"error {error.get('kind')}: {error.get('message')}{took}"
+    return f"{report.get('status')}{took}"
 
 
 class Doorbell:
@@ -224,6 +240,15 @@ class Worker:
         return tasks[0] if tasks else None
 
     def _run(self, task: dict[str, Any]) -> dict[str, Any] | None:
+        with logs.bound(
+            execution_id=task["execution_id"],
+            step=task["step_def"]["name"],
+            command_id=task["command_id"],
+            worker_id=self.worker_id,
+        ):
+            return self._run_bound(task)
+
+    def _run_bound(self, task: dict[str, Any]) -> dict[str, Any] | None:
         with self._held_lock:
             entry = self._held.get(task["command_id"])
             cancelled = entry[1] if entry else threading.Event()
@@ -277,7 +302,10 @@ class Worker:
                 self._held.pop(task["command_id"], None)
         if cancelled.is_set():
             return None
-        return self._report(masker.value(report))
+        report = masker.value(report)
+        if log.isEnabledFor(logging.INFO):
+            log.info("ran %s: %s", task["command_id"], _summary(report))
+        return self._report(report)
 
     def _report(self, report: dict[str, Any]) -> dict[str, Any] | None:
         claim_next = 0 if self.stopping.is_set() else 1

@@ -104,7 +104,30 @@ class EventSerializer(serializers.ModelSerializer):
             "duration_ms",
             "payload",
             "error",
+            "started_at",
+            "ended_at",
+            "pool",
+            "attempt",
+            "tool",
+            "input_bytes",
+            "result_bytes",
         ]
+
+
+class LogEntrySerializer(serializers.Serializer):
+    seq = serializers.IntegerField(help_text="the event that carries this output")
+    step = serializers.CharField()
+    command_id = serializers.CharField()
+    kind = serializers.CharField()
+    ts = serializers.DateTimeField()
+    worker_id = serializers.CharField()
+    lines = serializers.ListField(child=serializers.CharField(allow_blank=True))
+    size = serializers.IntegerField(help_text="bytes of output kept (the tail)")
+
+
+class LogPageSerializer(serializers.Serializer):
+    results = LogEntrySerializer(many=True)
+    next_after_seq = serializers.IntegerField(allow_null=True)
 
 
 class EventPageSerializer(serializers.Serializer):

@@ -25,6 +25,8 @@ from executions.api.serializers import (
     ExecutionDetailSerializer,
     ExecutionPageSerializer,
     ExecutionSerializer,
+    LogEntrySerializer,
+    LogPageSerializer,
     StartSerializer,
     VariablePageSerializer,
     VariableSerializer,
@@ -191,6 +193,34 @@ class EventsView(APIView):
                 "status": run_status,
                 "results": EventSerializer(rows, many=True).data,
                 "next_after_seq": rows[-1].seq if rows else None,
+            }
+        )
+
+
+class LogsView(APIView):
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("step", str, description="only this step's commands"),
+            OpenApiParameter("after_seq", int, description="default 0"),
+            OpenApiParameter("limit", int, description="default 50"),
+        ],
+        responses=LogPageSerializer,
+        description="The output the run's commands captured (python stdout and "
+        "stderr, SQL notices), one entry per command that logged, in seq order.",
+    )
+    def get(self, request: Request, execution_id: str) -> Response:
+        _execution(execution_id)
+        limit = page_limit(request, default=50)
+        entries = queries.run_logs(
+            execution_id,
+            step=request.query_params.get("step", ""),
+            after_seq=int_param(request, "after_seq") or 0,
+            limit=limit,
+        )
+        return Response(
+            {
+                "results": LogEntrySerializer(entries, many=True).data,
+                "next_after_seq": entries[-1]["seq"] if len(entries) == limit else None,
             }
         )
 

@@ -235,7 +235,7 @@ class Engine:
             return
         command_id = f"{self.execution_id}/{name}/{epoch}/0"
         self.emit(event("command.issued", name, command_id,
-                        {**base, "reason": "route"}))
+                        {**base, "reason": "route"}, **self._measures(step, {})))
         self._queue_command(command_id, step, epoch, args=args)
 
     def _admitted(self, step: dict[str, Any], patch: dict, args: dict) -> bool:
@@ -322,7 +322,8 @@ class Engine:
 
     def _finish(self, name: str, ev_kind: str, payload: dict[str, Any],
                 outcome: dict[str, Any], result: Any, command_id: str | None,
-                error: dict | None = None, scope: Scope | None = None) -> None:
+                error: dict | None = None, scope: Scope | None = None,
+                measures: dict[str, Any] | None = None) -> None:
         """Emit a step's end (call.done/call.error/loop.done) and route it."""
         event_name = "loop.done" if ev_kind == "loop.done" else (
             "call.done" if outcome["status"] == "ok" else "call.error")
@@ -342,7 +343,7 @@ class Engine:
                 "message": f"step {name!r}: no arc matched and no_next_is_error is set",
             }
         self.emit(event(ev_kind, name, command_id, payload, error=error,
-                        status=outcome["status"]))
+                        status=outcome["status"], **(measures or {})))
         for arc, patch, args in fired:
             self.arrive(arc["step"], patch, args)
 
@@ -367,7 +368,8 @@ class Engine:
             payload["set"] = self._step_set(step, outcome, self.preview(patch))
             patch.update(payload["set"])
         self._finish(name, "call.done" if status == "ok" else "call.error", payload,
-                     outcome, outcome["data"], command_id, error, self.preview(patch))
+                     outcome, outcome["data"], command_id, error, self.preview(patch),
+                     self._measures(step, report))
 
     def _ctx_patch(self, report: dict[str, Any]) -> dict[str, Any]:
         return self.values.externalize_each(report.get("ctx_patch") or {})
@@ -411,7 +413,8 @@ class Engine:
                      "message": f"step {name!r} loop: {exc}"}
             outcome = {"status": "error", "data": None, "error": error}
             payload = {**base, "activation": True, "ctx_patch": {}}
-            self._finish(name, "call.error", payload, outcome, None, None, error)
+            self._finish(name, "call.error", payload, outcome, None, None, error,
+                         measures=self._measures(step, {}))
             return
         k = self._first_chunk(step, len(items), max_in_flight)
         self.emit(event("loop.started", name, payload={
@@ -461,7 +464,7 @@ class Engine:
             command_id = f"{self.execution_id}/{name}/{loop['epoch']}/{start}"
             self.emit(event("command.issued", name, command_id, {
                 "epoch": loop["epoch"], "reason": "loop", "iter": [start, stop],
-            }))
+            }, **self._measures(step, {})))
             total = loop["total"]
             iterations = [{"index": i, "item": items[i], "first": i == 0,
                            "last": i == total - 1, "total": total}
@@ -500,7 +503,8 @@ class Engine:
         if report.get("log_ref"):
             payload["log_ref"] = report["log_ref"]
         self.emit(event("loop.chunk.done", name, command_id, payload,
-                        status="error" if counts["failed"] else "ok"))
+                        status="error" if counts["failed"] else "ok",
+                        **self._measures(step, report)))
         loop = self.state["loops"][name]
         if loop["done"] >= loop["total"] and loop["in_flight"] == 0:
             self._loop_done(step, loop)
@@ -535,7 +539,7 @@ class Engine:
         stored = self.values.externalize(result)
         payload = {"epoch": loop["epoch"], "stats": stats, "result": stored}
         self._finish(step["name"], "loop.done", payload, outcome, result, None, error,
-                     self.preview({step["name"]: stored}))
+                     self.preview({step["name"]: stored}), self._measures(step, {}))
 
     # -- continuations (sub-playbooks, long backoffs) ---------------------
 
@@ -572,10 +576,46 @@ class Engine:
             payload["iter"] = command["iter"]
         if delay:
             payload["delay_s"] = delay
-        self.emit(event("command.issued", step["name"], new_id, payload))
+        self.emit(event("command.issued", step["name"], new_id, payload,
+                        **self._measures(step, {})))
         iterations = resume.get("iterations")
         self._queue_command(new_id, step, command["epoch"], iterations=iterations,
                             resume=resume, delay=delay)
+
+    # -- measures ---------------------------------------------------------
+
+    def _measures(self, step: dict[str, Any], report: dict[str, Any]) -> dict[str, Any]:
+        """The analysis fields of a step's events: its pool and tool kind, and
+        what the worker measured (wall-clock start and end, duration, the
+        highest retry attempt, bytes in and out)."""
+        fields: dict[str, Any] = {"pool": step.get("pool") or "default",
+                                  "tool": self._tool_kind(step)}
+        measured = report.get("measures")
+        if measured:
+            fields.update(
+                started_at=measured.get("started"), ended_at=measured.get("ended"),
+                duration_ms=measured.get("ms"), attempt=measured.get("attempt"),
+                input_bytes=measured.get("input_bytes"),
+                result_bytes=measured.get("result_bytes"),
+            )
+        return fields
+
+    def _tool_kind(self, step: dict[str, Any]) -> str:
+        """The kinds of a step's tasks, workbook entries resolved, joined by
+        ``+`` in pipeline order (``http`` or ``http+python``)."""
+        cache = self.graph.tool_kinds
+        if step["name"] not in cache:
+            kinds: list[str] = []
+            for task in step["tasks"]:
+                kind = task["kind"]
+                if kind == "workbook":
+                    name = task["config"].get("task") or task["config"].get("name")
+                    entry = (self.playbook.get("workbook") or {}).get(name) or {}
+                    kind = entry.get("kind", kind)
+                if kind not in kinds:
+                    kinds.append(kind)
+            cache[step["name"]] = "+".join(kinds) or "noop"
+        return cache[step["name"]]
 
     # -- commands ---------------------------------------------------------
 

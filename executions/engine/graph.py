@@ -13,6 +13,8 @@ class Graph:
     reach: dict[str, frozenset[str]]
     # Per-step root names its templates read, filled lazily by the engine.
     scope_names: dict[str, frozenset[str] | None] = field(default_factory=dict)
+    # Per-step tool kinds (``http+python``), filled lazily by the engine.
+    tool_kinds: dict[str, str] = field(default_factory=dict)
 
     def is_join(self, step: str) -> bool:
         """A step with more than one upstream step waits for all of them."""

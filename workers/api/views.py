@@ -29,6 +29,7 @@ from accounts import ratelimit
 from executions import service
 from executions.engine.values import dumps, loads
 from executions.models import Command, CommandState
+from noetl_site import logs
 from workers import dispatch
 from workers.models import Pool, WorkerRegistration, WorkerStatus, hash_token, new_token
 from workers.tools.base import CredentialError, CredentialNotAllowed
@@ -70,6 +71,7 @@ def worker_call(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse
         if worker is None:
             return problem(401, "unauthorized", "a registered worker's token is required")
         worker.touch()
+        logs.add(worker_id=worker.id)
         try:
             body = _body(request) if request.method in ("POST", "PUT") and \
                 request.content_type == "application/json" else {}
@@ -182,6 +184,8 @@ def report(request: HttpRequest, worker: WorkerRegistration, body: dict) -> Http
     A repeated report (its answer was lost) is accepted as a duplicate and
     hands back the same grant."""
     data = body["report"]
+    command_id = str(data.get("command_id") or "")
+    logs.add(execution_id=command_id.split("/", 1)[0], command_id=command_id)
     want = body.get("claim_next") or {}
     limit = max(0, min(int(want.get("max") or 0), worker.capacity))
     with dispatch.deferred() as handled:

@@ -2,8 +2,9 @@
 
 Each round fires due schedules and starts queued fires whose previous run
 ended, applies inbox rows (a child run ended, a parent was cancelled),
-requeues commands whose lease expired, and republishes the pointers of
-commands left unclaimed for ``NOETL_REPAIR_AFTER_S``. Every duty takes its
+requeues commands whose lease expired, republishes the pointers of
+commands left unclaimed for ``NOETL_REPAIR_AFTER_S`` and, with a shared
+search index, embeds new playbooks and failed runs. Every duty takes its
 rows with row locks and SKIP LOCKED and rechecks them under the lock, so
 several copies can run at once without a leader (DESIGN-NOTES R13).
 """
@@ -23,6 +24,7 @@ from django.db import close_old_connections, connection
 
 from executions import service
 from schedules import duty
+from search import service as search
 
 log = logging.getLogger("noetl.executions.scheduler")
 # Sleep in slices this short so SIGTERM is honoured promptly.
@@ -85,7 +87,10 @@ class Command(BaseCommand):
         logged and retried next round; it never stops the others."""
         if not connection.in_atomic_block:
             close_old_connections()
-        for step in (self.fire_schedules, self.start_queued_fires, self.run_duties):
+        steps = [self.fire_schedules, self.start_queued_fires, self.run_duties]
+        if search.indexer_enabled():
+            steps.append(self.index_search)
+        for step in steps:
             try:
                 while step() and not self.stopping:
                     pass
@@ -105,6 +110,13 @@ class Command(BaseCommand):
         started = duty.start_queued()
         service.settle()
         return started > 0
+
+    def index_search(self) -> bool:
+        """Embed playbooks registered and runs failed since the last round."""
+        added = search.catch_up()
+        if added:
+            log.info("indexed %d search documents", added)
+        return False
 
     def run_duties(self) -> bool:
         from workers import dispatch
