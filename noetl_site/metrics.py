@@ -274,24 +274,39 @@ class _Counted(Collector):
 
 
 def metrics_view(request: Any) -> Any:
-    """``GET /metrics`` in Prometheus' text format. Open unless
-    ``NOETL_METRICS_TOKEN`` is set; then it takes ``Authorization: Bearer``."""
-    import hmac
-
-    from django.conf import settings
+    """``GET /metrics`` in Prometheus' text format, for a scraper holding
+    ``NOETL_METRICS_TOKEN`` as its bearer token, or a superuser (session or
+    API token). Its labels name playbooks, so it is not open to anyone."""
     from django.http import HttpResponse
     from prometheus_client import CONTENT_TYPE_LATEST
 
-    expected = settings.NOETL_METRICS_TOKEN
-    if expected:
-        given = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
-        if not hmac.compare_digest(given, expected):
-            return HttpResponse(
-                "a metrics token is required (NOETL_METRICS_TOKEN)\n",
-                status=401,
-                content_type="text/plain",
-            )
+    if not _may_scrape(request):
+        return HttpResponse(
+            "metrics need NOETL_METRICS_TOKEN as a bearer token, or a superuser\n",
+            status=401,
+            content_type="text/plain",
+        )
     return HttpResponse(exposition(), content_type=CONTENT_TYPE_LATEST)
+
+
+def _may_scrape(request: Any) -> bool:
+    import hmac
+
+    from django.conf import settings
+
+    from accounts import tokens
+
+    if settings.NOETL_AUTH_DISABLED:
+        return True
+    given = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+    expected = settings.NOETL_METRICS_TOKEN
+    if expected and given and hmac.compare_digest(given, expected):
+        return True
+    user = getattr(request, "user", None)
+    if user is not None and user.is_authenticated and user.is_superuser:
+        return True
+    row = tokens.check(given) if given else None
+    return row is not None and row.user.is_superuser
 
 
 class RequestMetricsMiddleware:

@@ -8,6 +8,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from noetl_site import access
 from noetl_site.api import page_limit
 from search import service
 from search.index import KINDS, SearchUnavailable
@@ -42,10 +43,14 @@ class SearchView(APIView):
         kind = request.query_params.get("kind", "")
         if kind and kind not in KINDS:
             raise exceptions.ValidationError({"kind": f"one of {', '.join(KINDS)}"})
+        limit = page_limit(request, default=10)
         try:
-            results = service.search(
-                query, kind=kind, limit=page_limit(request, default=10)
-            )
+            # Ask for more, since what the caller may not view is dropped.
+            found = service.search(query, kind=kind, limit=limit * 4)
         except SearchUnavailable as exc:
             raise Unavailable(str(exc)) from None
-        return Response({"results": results})
+        visible = [
+            r for r in found
+            if r.get("path") and access.can_view(request.user, r["path"])
+        ]
+        return Response({"results": visible[:limit]})

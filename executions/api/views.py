@@ -209,7 +209,7 @@ class LogsView(APIView):
         "stderr, SQL notices), one entry per command that logged, in seq order.",
     )
     def get(self, request: Request, execution_id: str) -> Response:
-        _execution(execution_id)
+        _execution(request, execution_id, "view")
         limit = page_limit(request, default=50)
         entries = queries.run_logs(
             execution_id,

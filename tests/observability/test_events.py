@@ -6,6 +6,7 @@ from __future__ import annotations
 from rest_framework.test import APIClient
 
 from executions.models import Event
+from tests.grants import grant
 from tests.observability.conftest import Run
 
 RETRIED = """
@@ -124,6 +125,7 @@ def test_the_api_returns_a_runs_captured_log_lines(run: Run, db: None) -> None:
 
     execution_id = run(RETRIED)
     user = User.objects.create_user("reader", password="pw")
+    grant(user)  # may view every path
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {tokens.mint(user, 't')[1]}")
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import uuid
 
+import pytest
+from django.contrib.auth.models import User
 from django.test import Client
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -28,8 +30,16 @@ workflow:
 """
 
 
+SCRAPER = "test-scraper-token"
+
+
+@pytest.fixture(autouse=True)
+def _scraper_token(settings) -> None:
+    settings.NOETL_METRICS_TOKEN = SCRAPER
+
+
 def scrape(client: Client) -> Samples:
-    response = client.get("/metrics")
+    response = client.get("/metrics", HTTP_AUTHORIZATION=f"Bearer {SCRAPER}")
     assert response.status_code == 200
     assert response["Content-Type"].startswith("text/plain")
     samples: Samples = {}
@@ -104,9 +114,15 @@ def test_metrics_time_http_requests_by_route_and_status(
     assert timed >= 2
 
 
-def test_metrics_need_the_token_when_one_is_set(client: Client, settings, db) -> None:
+def test_metrics_need_the_token_or_a_superuser(client: Client, settings, db) -> None:
     settings.NOETL_METRICS_TOKEN = "s3cret-metrics"
 
     assert client.get("/metrics").status_code == 401
+    wrong = client.get("/metrics", HTTP_AUTHORIZATION="Bearer not-the-token")
+    assert wrong.status_code == 401
     allowed = client.get("/metrics", HTTP_AUTHORIZATION="Bearer s3cret-metrics")
     assert allowed.status_code == 200
+    client.force_login(User.objects.create_user("plain", password="pw"))
+    assert client.get("/metrics").status_code == 401
+    client.force_login(User.objects.create_superuser("root", password="pw"))
+    assert client.get("/metrics").status_code == 200

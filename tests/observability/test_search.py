@@ -18,6 +18,7 @@ from accounts import tokens
 from catalog import services as catalog
 from search import service
 from search.index import COLLECTION, Document, SearchUnavailable
+from tests.grants import grant
 from tests.observability.conftest import Run
 
 REPO = Path(__file__).resolve().parents[2]
@@ -339,6 +340,7 @@ def test_the_api_searches_and_says_what_is_wrong_with_a_request(
 ) -> None:
     catalog.register(playbook_yaml(*PLAYBOOKS[0]))
     user = User.objects.create_user("searcher", password="pw")
+    grant(user)  # may view every path
     api = APIClient()
     api.credentials(HTTP_AUTHORIZATION=f"Bearer {tokens.mint(user, 't')[1]}")
 

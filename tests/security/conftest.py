@@ -76,6 +76,11 @@ def outsider(db: None) -> Persona:
 
 
 @pytest.fixture
+def superuser(db: None) -> Persona:
+    return _persona(User.objects.create_superuser("root", password="pw"))
+
+
+@pytest.fixture
 def anonymous(db: None) -> Persona:
     return _persona(None)
 

@@ -190,6 +190,14 @@ CASES: dict[str, list[Case]] = {
     ],
     # Every signed-in user may see the workers (they name no playbook).
     "workers/": [_page("get", "/workers/", outsider="own")],
+    "api/executions/<str:execution_id>/logs/": [
+        Case("get", "/api/executions/{run}/logs/")
+    ],
+    # Results the caller may not view are dropped (the index holds every
+    # playbook, so the outsider's answer must not name this one).
+    "api/search/": [Case("get", "/api/search/?q=hello", outsider="hidden")],
+    # Prometheus: the metrics token or a superuser; a plain user is refused.
+    "metrics": [Case("get", "/metrics", outsider="unauthorized")],
 }
 
 
@@ -254,6 +262,7 @@ def test_each_endpoint_refuses_the_anonymous_and_the_unpermitted_and_serves_the_
     anonymous: Persona,
     outsider: Persona,
     right: Persona,
+    superuser: Persona,
     world: World,
 ) -> None:
     case = CASES[route][index]
@@ -274,11 +283,18 @@ def test_each_endpoint_refuses_the_anonymous_and_the_unpermitted_and_serves_the_
         assert _listed_rows(other, case) == []
     elif case.outsider == "missing":
         assert other.status_code == 404, other.content
+    elif case.outsider == "hidden":
+        assert other.status_code == 200, other.content
+        assert PATH not in other.content.decode()
+    elif case.outsider == "unauthorized":
+        assert other.status_code == 401, other.content
     else:
         assert other.status_code in case.ok, other.content
 
-    granted = _call(right, case, world)
+    granted = _call(superuser if case.outsider == "unauthorized" else right, case, world)
     assert granted.status_code in case.ok, granted.content
+    if case.outsider == "hidden":
+        assert PATH in granted.content.decode()
     if case.outsider == "empty":
         assert _listed_rows(granted, case), "the right user sees the rows"
     assert PASSWORD not in granted.content.decode()
