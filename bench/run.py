@@ -19,9 +19,14 @@ PostgreSQL database and the local NATS; ``noetl_site.devstack``) unless
 
 A run whose result is wrong (see ``WORKLOADS``) or whose exit code is not 0
 is marked ``ok: false`` and left out of the medians. Output is JSON lines on
-stdout: one per run, then one summary per workload, then one ``derived`` line;
-a readable table goes to stderr. Standard library only (psycopg for the
-http_pg database).
+stdout: one per run, then one summary per workload, then one ``derived`` line
+per mode (per-step overhead, per-iteration cost, loop ratios, loop1000
+iterations/s); a readable table goes to stderr. Then, unless turned off, the
+lines of ``bench/python_startup.py`` (a python task's own start-up cost) and
+of ``bench/statements.py`` per mode (statements, events and bytes written per
+event, per step and per loop iteration; SQLite for embedded, PostgreSQL for
+distributed). ``--loop100000`` adds the 100 000-iteration loop (2 runs by
+default). Standard library only (psycopg for the http_pg database).
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ import argparse
 import base64
 import contextlib
 import datetime as dt
+import itertools
 import json
 import os
 import shutil
@@ -111,6 +117,7 @@ WORKLOADS = {
         _loop(100),
         _loop(1000),
         _loop(10000),
+        _loop(100000),
         Workload(
             "http_pg",
             "http_pg.yaml",
@@ -603,10 +610,22 @@ def derive(mode: str, summaries: dict[str, dict[str, Any]]) -> dict[str, Any]:
         )
         out[f"per_iteration_at_n_ms_{kind}"] = {
             str(n): _ms(med(f"loop{n}", key) / n)
-            for n in (100, 1000, 10000)
+            for n in LOOP_SIZES
             if med(f"loop{n}", key) is not None
         }
+        # Flatness: each loop size against the one ten times smaller (the
+        # target is at most 12x for loop10000 against loop1000).
+        for small, big in itertools.pairwise(LOOP_SIZES):
+            a, b = med(f"loop{small}", key), med(f"loop{big}", key)
+            if a and b:
+                out[f"ratio_loop{big}_loop{small}_{kind}"] = round(b / a, 2)
+        loop1000 = med("loop1000", key)
+        if loop1000:
+            out[f"iterations_per_s_loop1000_{kind}"] = round(1000 / loop1000)
     return out
+
+
+LOOP_SIZES = (100, 1000, 10000, 100000)
 
 
 def print_table(summaries: dict[str, dict[str, Any]], derived: dict[str, Any]) -> None:
@@ -645,6 +664,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--warmup", type=int, default=1, help="warm-up runs (default 1)")
     p.add_argument("--loop10000", action="store_true", help="also run loop10000")
     p.add_argument("--loop10000-runs", type=int, help="measured runs of loop10000")
+    p.add_argument("--loop100000", action="store_true", help="also run loop100000")
+    p.add_argument("--loop100000-runs", type=int, default=2,
+                   help="measured runs of loop100000 (default 2)")
+    p.add_argument("--no-python", action="store_true",
+                   help="skip the python task start-up measurement")
+    p.add_argument("--python-runs", type=int, default=200,
+                   help="python tasks timed for the start-up figure (default 200)")
+    p.add_argument("--no-statements", action="store_true",
+                   help="skip bench/statements.py (database work per event)")
     p.add_argument(
         "--only", help=f"comma-separated subset of {', '.join(WORKLOADS)}"
     )
@@ -678,9 +706,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def selected(args: argparse.Namespace) -> list[Workload]:
     names = args.only.split(",") if args.only else list(DEFAULT_WORKLOADS)
-    if args.loop10000 and "loop10000" not in names:
-        at = names.index("http_pg") if "http_pg" in names else len(names)
-        names.insert(at, "loop10000")
+    for big in ("loop10000", "loop100000"):
+        if getattr(args, big) and big not in names:
+            at = names.index("http_pg") if "http_pg" in names else len(names)
+            names.insert(at, big)
     unknown = [n for n in names if n not in WORKLOADS]
     if unknown:
         raise SystemExit(f"unknown workloads: {', '.join(unknown)}")
@@ -734,6 +763,8 @@ def run_mode(mode: str, args: argparse.Namespace, workloads: list[Workload],
             runs = args.runs
             if workload.name == "loop10000" and args.loop10000_runs:
                 runs = args.loop10000_runs
+            if workload.name == "loop100000":
+                runs = args.loop100000_runs
             summaries[workload.name] = bench(client, workload, runs, pg,
                                              argparse.Namespace(**{**vars(args),
                                                                    "watch": watch}))
@@ -760,7 +791,34 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if item_server is not None:
             item_server.shutdown()
+    if not args.no_python:
+        ok.append(side_script(["python_startup.py", "--runs", str(args.python_runs)]))
+    if not args.no_statements:
+        for mode in modes:
+            extra = [] if mode == "embedded" else ["--database-url", _pg_url(pg)]
+            ok.append(side_script(["statements.py", *extra]))
     return 0 if all(ok) else 1
+
+
+def side_script(argv: list[str]) -> bool:
+    """Run another bench script; its JSON lines join ours, its table goes to
+    stderr."""
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "bench" / argv[0]), *argv[1:]],
+        cwd=REPO, stdout=subprocess.PIPE, text=True, check=False,
+        env={**os.environ, "NOETL_SHARED_DIR": str(SHARED)},
+    )
+    for line in proc.stdout.splitlines():
+        print(line, flush=True)
+    if proc.returncode != 0:
+        print(f"bench/{argv[0]} failed (exit {proc.returncode})", file=sys.stderr)
+    return proc.returncode == 0
+
+
+def _pg_url(pg: dict[str, Any]) -> str:
+    """A scratch database beside the http_pg one, recreated by statements.py."""
+    auth = pg["user"] + (f":{pg['password']}" if pg["password"] else "")
+    return f"postgres://{auth}@{pg['host']}:{pg['port']}/{pg['database']}_sql"
 
 
 def bench(
