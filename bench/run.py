@@ -12,6 +12,10 @@ PostgreSQL database and the local NATS; ``noetl_site.devstack``) unless
 - cold: wall time of the whole process, from spawn to exit;
 - warm: from the run's ``execution.started`` event to its terminal event, read
   back with ``noetl show ID --json`` (the run alone, without start-up);
+- cpu: CPU seconds of the CLI and everything it reaped (the zygote and its
+  python children), plus, in distributed mode, of the watched servers' process
+  trees during the run: wall times on a shared 2-core machine swing with the
+  others' load (``load1`` records it), CPU time much less;
 - peak RSS: the largest single process in the CLI's process tree (the CLI,
   the Python zygote and its forked children), from ``wait4`` and from polling
   ``VmHWM`` in /proc; per-process peaks and the peak of the tree's summed RSS
@@ -317,6 +321,8 @@ class Measured:
     roles_kb: dict[str, int]
     tree_kb: dict[str, int]
     timed_out: bool = False
+    cpu_s: float = 0.0  # the CLI's tree and the watched servers' trees
+    load1: float = 0.0  # the machine's 1-minute load average at the start
 
 
 def measure(
@@ -327,9 +333,12 @@ def measure(
     watch: dict[int, str],
     interval: float,
 ) -> Measured:
-    """Run ``argv`` once: wall time, exit code, output and memory peaks."""
+    """Run ``argv`` once: wall time, CPU time, exit code, output and memory
+    peaks."""
     _reset_peaks(list(watch))
     own_kb = (_status_kb(os.getpid()) or (0, 0))[0]
+    load1 = os.getloadavg()[0]
+    servers_cpu = _tree_cpu_s(list(watch))
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         started = time.perf_counter()
         proc = subprocess.Popen(
@@ -357,6 +366,10 @@ def measure(
         err.seek(0)
         stdout = out.read().decode(errors="replace")
         stderr = err.read().decode(errors="replace")
+    # CPU is what a busy machine does not inflate much: the CLI's own and
+    # that of every descendant it reaped (the zygote and, through it, each
+    # python child), plus what the watched servers spent meanwhile.
+    cpu = usage.ru_utime + usage.ru_stime + _tree_cpu_s(list(watch)) - servers_cpu
     roles = dict(sampler.peaks_kb)
     cli_peaks = [kb for role, kb in roles.items() if role.startswith("cli")]
     # ru_maxrss (kB) covers the CLI and every descendant it reaped, even after
@@ -374,7 +387,29 @@ def measure(
         roles,
         dict(sampler.tree_kb),
         timed_out.is_set(),
+        cpu,
+        load1,
     )
+
+
+def _tree_cpu_s(roots: list[int]) -> float:
+    """CPU seconds of the processes under ``roots`` (alive ones, with what
+    each reaped); a difference of two readings is the trees' CPU between."""
+    if not roots:
+        return 0.0
+    parents = _parents()
+    total = 0
+    todo = list(roots)
+    while todo:
+        pid = todo.pop()
+        todo.extend(p for p, pp in parents.items() if pp == pid)
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_bytes()
+        except OSError:
+            continue
+        fields = stat[stat.rfind(b")") + 2 :].split()
+        total += sum(int(x) for x in fields[11:15])  # utime stime cutime cstime
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def _ts(text: str) -> dt.datetime:
@@ -424,6 +459,8 @@ def run_once(
         "run": number,
         "cold_s": round(m.cold_s, 4),
         "warm_s": None,
+        "cpu_s": round(m.cpu_s, 3),
+        "load1": round(m.load1, 2),
         "peak_rss_mb": _mb(m.peak_kb),
         "ok": False,
         "warmup": number == 0,
@@ -574,6 +611,8 @@ def summarize(name: str, mode: str, lines: list[dict[str, Any]]) -> dict[str, An
         "valid": len(good),
         "cold_s": _median([x["cold_s"] for x in good]),
         "warm_s": _median([x["warm_s"] for x in good]),
+        "cpu_s": _median([x["cpu_s"] for x in good]),
+        "load1": _median([x["load1"] for x in lines]),
         "peak_rss_mb": _median([x["peak_rss_mb"] for x in good]),
         "peak_rss_mb_max": max((x["peak_rss_mb"] for x in good), default=None),
         "rss_mb": {r: _median([x["rss_mb"].get(r) for x in good]) for r in roles},
@@ -597,6 +636,11 @@ def derive(mode: str, summaries: dict[str, dict[str, Any]]) -> dict[str, Any]:
         return summaries.get(name, {}).get(kind)
 
     out: dict[str, Any] = {"derived": True, "mode": mode}
+    # CPU per step and per iteration: the whole tree's, so fork costs count.
+    out["per_step_cpu_ms"] = _per(med("hello", "cpu_s"), med("chain20", "cpu_s"), 17)
+    out["per_iteration_cpu_ms"] = _per(
+        med("loop100", "cpu_s"), med("loop1000", "cpu_s"), 900
+    )
     for kind in ("cold", "warm"):
         key = f"{kind}_s"
         out[f"per_step_overhead_ms_{kind}"] = _per(
@@ -629,12 +673,13 @@ LOOP_SIZES = (100, 1000, 10000, 100000)
 
 
 def print_table(summaries: dict[str, dict[str, Any]], derived: dict[str, Any]) -> None:
-    rows = [("workload", "valid", "cold s", "warm s", "peak RSS MB", "tree RSS MB")]
+    rows = [("workload", "valid", "cold s", "warm s", "cpu s", "load", "peak RSS MB",
+             "tree RSS MB")]  # fmt: skip
     for name, s in summaries.items():
         tree = s["tree_rss_mb"].get("cli")
         rows.append((
             name, f"{s['valid']}/{s['runs']}", _fmt(s["cold_s"]), _fmt(s["warm_s"]),
-            _fmt(s["peak_rss_mb"]), _fmt(tree),
+            _fmt(s["cpu_s"]), _fmt(s["load1"]), _fmt(s["peak_rss_mb"]), _fmt(tree),
         ))  # fmt: skip
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for row in rows:
