@@ -45,10 +45,12 @@ class StatementCounter:
         self.kinds: Counter[str] = Counter()
         self.bytes_sent = 0
         self.bytes_written = 0
+        self.tables: Counter[str] = Counter()
         self.enabled = False
 
     def reset(self) -> None:
         self.kinds.clear()
+        self.tables.clear()
         self.bytes_sent = self.bytes_written = 0
 
     def __call__(self, execute, sql, params, many, context):
@@ -61,6 +63,7 @@ class StatementCounter:
             self.bytes_sent += size
             if verb in WRITES:
                 self.bytes_written += size
+                self.tables["bytes:" + _table(sql, verb)] += size
         return execute(sql, params, many, context)
 
     def snapshot(self) -> dict[str, Any]:
@@ -71,15 +74,28 @@ class StatementCounter:
             "writes": writes,
             "bytes_sent": self.bytes_sent,
             "bytes_written": self.bytes_written,
+            "bytes_written_by_table": dict(self.tables.most_common()),
             "by_verb": {
                 k: v for k, v in sorted(self.kinds.items()) if not k.startswith("rows:")
             },
         }
 
 
+def _table(sql: str, verb: str) -> str:
+    """The table an INSERT, UPDATE or DELETE writes to."""
+    words = sql.replace('"', " ").replace("`", " ").split()
+    after = {"INSERT": "INTO", "DELETE": "FROM", "UPDATE": "UPDATE"}[verb]
+    upper = [w.upper() for w in words]
+    return words[upper.index(after) + 1] if after in upper else "?"
+
+
 def _size(params: Any) -> int:
     if params is None:
         return 0
+    if hasattr(params, "obj"):  # psycopg's Jsonb adapter around a value
+        from executions.engine.values import dumps
+
+        return len(dumps(params.obj))
     if isinstance(params, (bytes, bytearray, memoryview)):
         return len(params)
     if isinstance(params, str):
