@@ -12,6 +12,10 @@ PostgreSQL database and the local NATS; ``noetl_site.devstack``) unless
 - cold: wall time of the whole process, from spawn to exit;
 - warm: from the run's ``execution.started`` event to its terminal event, read
   back with ``noetl show ID --json`` (the run alone, without start-up);
+- cpu: CPU seconds of the CLI and everything it reaped (the zygote and its
+  python children), plus, in distributed mode, of the watched servers' process
+  trees during the run: wall times on a shared 2-core machine swing with the
+  others' load (``load1`` records it), CPU time much less;
 - peak RSS: the largest single process in the CLI's process tree (the CLI,
   the Python zygote and its forked children), from ``wait4`` and from polling
   ``VmHWM`` in /proc; per-process peaks and the peak of the tree's summed RSS
@@ -19,9 +23,14 @@ PostgreSQL database and the local NATS; ``noetl_site.devstack``) unless
 
 A run whose result is wrong (see ``WORKLOADS``) or whose exit code is not 0
 is marked ``ok: false`` and left out of the medians. Output is JSON lines on
-stdout: one per run, then one summary per workload, then one ``derived`` line;
-a readable table goes to stderr. Standard library only (psycopg for the
-http_pg database).
+stdout: one per run, then one summary per workload, then one ``derived`` line
+per mode (per-step overhead, per-iteration cost, loop ratios, loop1000
+iterations/s); a readable table goes to stderr. Then, unless turned off, the
+lines of ``bench/python_startup.py`` (a python task's own start-up cost) and
+of ``bench/statements.py`` per mode (statements, events and bytes written per
+event, per step and per loop iteration; SQLite for embedded, PostgreSQL for
+distributed). ``--loop100000`` adds the 100 000-iteration loop (2 runs by
+default). Standard library only (psycopg for the http_pg database).
 """
 
 from __future__ import annotations
@@ -30,6 +39,7 @@ import argparse
 import base64
 import contextlib
 import datetime as dt
+import itertools
 import json
 import os
 import shutil
@@ -111,6 +121,7 @@ WORKLOADS = {
         _loop(100),
         _loop(1000),
         _loop(10000),
+        _loop(100000),
         Workload(
             "http_pg",
             "http_pg.yaml",
@@ -310,6 +321,8 @@ class Measured:
     roles_kb: dict[str, int]
     tree_kb: dict[str, int]
     timed_out: bool = False
+    cpu_s: float = 0.0  # the CLI's tree and the watched servers' trees
+    load1: float = 0.0  # the machine's 1-minute load average at the start
 
 
 def measure(
@@ -320,9 +333,12 @@ def measure(
     watch: dict[int, str],
     interval: float,
 ) -> Measured:
-    """Run ``argv`` once: wall time, exit code, output and memory peaks."""
+    """Run ``argv`` once: wall time, CPU time, exit code, output and memory
+    peaks."""
     _reset_peaks(list(watch))
     own_kb = (_status_kb(os.getpid()) or (0, 0))[0]
+    load1 = os.getloadavg()[0]
+    servers_cpu = _tree_cpu_s(list(watch))
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         started = time.perf_counter()
         proc = subprocess.Popen(
@@ -350,6 +366,10 @@ def measure(
         err.seek(0)
         stdout = out.read().decode(errors="replace")
         stderr = err.read().decode(errors="replace")
+    # CPU is what a busy machine does not inflate much: the CLI's own and
+    # that of every descendant it reaped (the zygote and, through it, each
+    # python child), plus what the watched servers spent meanwhile.
+    cpu = usage.ru_utime + usage.ru_stime + _tree_cpu_s(list(watch)) - servers_cpu
     roles = dict(sampler.peaks_kb)
     cli_peaks = [kb for role, kb in roles.items() if role.startswith("cli")]
     # ru_maxrss (kB) covers the CLI and every descendant it reaped, even after
@@ -367,7 +387,29 @@ def measure(
         roles,
         dict(sampler.tree_kb),
         timed_out.is_set(),
+        cpu,
+        load1,
     )
+
+
+def _tree_cpu_s(roots: list[int]) -> float:
+    """CPU seconds of the processes under ``roots`` (alive ones, with what
+    each reaped); a difference of two readings is the trees' CPU between."""
+    if not roots:
+        return 0.0
+    parents = _parents()
+    total = 0
+    todo = list(roots)
+    while todo:
+        pid = todo.pop()
+        todo.extend(p for p, pp in parents.items() if pp == pid)
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_bytes()
+        except OSError:
+            continue
+        fields = stat[stat.rfind(b")") + 2 :].split()
+        total += sum(int(x) for x in fields[11:15])  # utime stime cutime cstime
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def _ts(text: str) -> dt.datetime:
@@ -417,6 +459,8 @@ def run_once(
         "run": number,
         "cold_s": round(m.cold_s, 4),
         "warm_s": None,
+        "cpu_s": round(m.cpu_s, 3),
+        "load1": round(m.load1, 2),
         "peak_rss_mb": _mb(m.peak_kb),
         "ok": False,
         "warmup": number == 0,
@@ -567,6 +611,8 @@ def summarize(name: str, mode: str, lines: list[dict[str, Any]]) -> dict[str, An
         "valid": len(good),
         "cold_s": _median([x["cold_s"] for x in good]),
         "warm_s": _median([x["warm_s"] for x in good]),
+        "cpu_s": _median([x["cpu_s"] for x in good]),
+        "load1": _median([x["load1"] for x in lines]),
         "peak_rss_mb": _median([x["peak_rss_mb"] for x in good]),
         "peak_rss_mb_max": max((x["peak_rss_mb"] for x in good), default=None),
         "rss_mb": {r: _median([x["rss_mb"].get(r) for x in good]) for r in roles},
@@ -590,6 +636,11 @@ def derive(mode: str, summaries: dict[str, dict[str, Any]]) -> dict[str, Any]:
         return summaries.get(name, {}).get(kind)
 
     out: dict[str, Any] = {"derived": True, "mode": mode}
+    # CPU per step and per iteration: the whole tree's, so fork costs count.
+    out["per_step_cpu_ms"] = _per(med("hello", "cpu_s"), med("chain20", "cpu_s"), 17)
+    out["per_iteration_cpu_ms"] = _per(
+        med("loop100", "cpu_s"), med("loop1000", "cpu_s"), 900
+    )
     for kind in ("cold", "warm"):
         key = f"{kind}_s"
         out[f"per_step_overhead_ms_{kind}"] = _per(
@@ -603,19 +654,32 @@ def derive(mode: str, summaries: dict[str, dict[str, Any]]) -> dict[str, Any]:
         )
         out[f"per_iteration_at_n_ms_{kind}"] = {
             str(n): _ms(med(f"loop{n}", key) / n)
-            for n in (100, 1000, 10000)
+            for n in LOOP_SIZES
             if med(f"loop{n}", key) is not None
         }
+        # Flatness: each loop size against the one ten times smaller (the
+        # target is at most 12x for loop10000 against loop1000).
+        for small, big in itertools.pairwise(LOOP_SIZES):
+            a, b = med(f"loop{small}", key), med(f"loop{big}", key)
+            if a and b:
+                out[f"ratio_loop{big}_loop{small}_{kind}"] = round(b / a, 2)
+        loop1000 = med("loop1000", key)
+        if loop1000:
+            out[f"iterations_per_s_loop1000_{kind}"] = round(1000 / loop1000)
     return out
 
 
+LOOP_SIZES = (100, 1000, 10000, 100000)
+
+
 def print_table(summaries: dict[str, dict[str, Any]], derived: dict[str, Any]) -> None:
-    rows = [("workload", "valid", "cold s", "warm s", "peak RSS MB", "tree RSS MB")]
+    rows = [("workload", "valid", "cold s", "warm s", "cpu s", "load", "peak RSS MB",
+             "tree RSS MB")]  # fmt: skip
     for name, s in summaries.items():
         tree = s["tree_rss_mb"].get("cli")
         rows.append((
             name, f"{s['valid']}/{s['runs']}", _fmt(s["cold_s"]), _fmt(s["warm_s"]),
-            _fmt(s["peak_rss_mb"]), _fmt(tree),
+            _fmt(s["cpu_s"]), _fmt(s["load1"]), _fmt(s["peak_rss_mb"]), _fmt(tree),
         ))  # fmt: skip
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for row in rows:
@@ -645,6 +709,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--warmup", type=int, default=1, help="warm-up runs (default 1)")
     p.add_argument("--loop10000", action="store_true", help="also run loop10000")
     p.add_argument("--loop10000-runs", type=int, help="measured runs of loop10000")
+    p.add_argument("--loop100000", action="store_true", help="also run loop100000")
+    p.add_argument("--loop100000-runs", type=int, default=2,
+                   help="measured runs of loop100000 (default 2)")
+    p.add_argument("--no-python", action="store_true",
+                   help="skip the python task start-up measurement")
+    p.add_argument("--python-runs", type=int, default=200,
+                   help="python tasks timed for the start-up figure (default 200)")
+    p.add_argument("--no-statements", action="store_true",
+                   help="skip bench/statements.py (database work per event)")
     p.add_argument(
         "--only", help=f"comma-separated subset of {', '.join(WORKLOADS)}"
     )
@@ -678,9 +751,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def selected(args: argparse.Namespace) -> list[Workload]:
     names = args.only.split(",") if args.only else list(DEFAULT_WORKLOADS)
-    if args.loop10000 and "loop10000" not in names:
-        at = names.index("http_pg") if "http_pg" in names else len(names)
-        names.insert(at, "loop10000")
+    for big in ("loop10000", "loop100000"):
+        if getattr(args, big) and big not in names:
+            at = names.index("http_pg") if "http_pg" in names else len(names)
+            names.insert(at, big)
     unknown = [n for n in names if n not in WORKLOADS]
     if unknown:
         raise SystemExit(f"unknown workloads: {', '.join(unknown)}")
@@ -734,6 +808,8 @@ def run_mode(mode: str, args: argparse.Namespace, workloads: list[Workload],
             runs = args.runs
             if workload.name == "loop10000" and args.loop10000_runs:
                 runs = args.loop10000_runs
+            if workload.name == "loop100000":
+                runs = args.loop100000_runs
             summaries[workload.name] = bench(client, workload, runs, pg,
                                              argparse.Namespace(**{**vars(args),
                                                                    "watch": watch}))
@@ -760,7 +836,34 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if item_server is not None:
             item_server.shutdown()
+    if not args.no_python:
+        ok.append(side_script(["python_startup.py", "--runs", str(args.python_runs)]))
+    if not args.no_statements:
+        for mode in modes:
+            extra = [] if mode == "embedded" else ["--database-url", _pg_url(pg)]
+            ok.append(side_script(["statements.py", *extra]))
     return 0 if all(ok) else 1
+
+
+def side_script(argv: list[str]) -> bool:
+    """Run another bench script; its JSON lines join ours, its table goes to
+    stderr."""
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "bench" / argv[0]), *argv[1:]],
+        cwd=REPO, stdout=subprocess.PIPE, text=True, check=False,
+        env={**os.environ, "NOETL_SHARED_DIR": str(SHARED)},
+    )
+    for line in proc.stdout.splitlines():
+        print(line, flush=True)
+    if proc.returncode != 0:
+        print(f"bench/{argv[0]} failed (exit {proc.returncode})", file=sys.stderr)
+    return proc.returncode == 0
+
+
+def _pg_url(pg: dict[str, Any]) -> str:
+    """A scratch database beside the http_pg one, recreated by statements.py."""
+    auth = pg["user"] + (f":{pg['password']}" if pg["password"] else "")
+    return f"postgres://{auth}@{pg['host']}:{pg['port']}/{pg['database']}_sql"
 
 
 def bench(

@@ -41,7 +41,7 @@ def insert(model: type[models.Model], rows: list[dict[str, Any]]) -> None:
                 value = now
             else:
                 value = field.get_default()
-            params.append(field.get_db_prep_save(value, connection))
+            params.append(_prep_save(field, value))
     with connection.cursor() as cursor:
         cursor.execute(_insert_sql(model, len(rows)), params)
 
@@ -59,7 +59,7 @@ def update(model: type[models.Model], values: dict[str, Any], **where: Any) -> i
             params.append(value.amount)
         else:
             assignments.append(f"{column} = %s")
-            params.append(field.get_db_prep_save(value, connection))
+            params.append(_prep_save(field, value))
     conditions = []
     for name, value in where.items():
         field = meta.get_field(name)
@@ -77,6 +77,24 @@ def update(model: type[models.Model], values: dict[str, Any], **where: Any) -> i
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         return cursor.rowcount
+
+
+def _prep_save(field: models.Field, value: Any) -> Any:
+    """The parameter for a value of ``field``; JSON is encoded with orjson,
+    several times faster than the ORM's ``json.dumps`` on every event."""
+    if value is None or not isinstance(field, models.JSONField) or field.encoder:
+        return field.get_db_prep_save(value, connection)
+    if connection.vendor == "postgresql":
+        from django.db.backends.postgresql.psycopg_any import Jsonb
+
+        return Jsonb(value, dumps=_json_text)
+    return _json_text(value)
+
+
+def _json_text(value: Any) -> str:
+    from executions.engine.values import dumps
+
+    return dumps(value).decode()
 
 
 @lru_cache(maxsize=None)
@@ -127,3 +145,39 @@ def grant_leases(ids: list[str], pool: str, worker_id: str, token: str,
     with connection.cursor() as cursor:
         cursor.execute(sql, ["running", worker_id, token, ttl, *ids, "queued", pool])
         return cursor.rowcount
+
+
+# The columns of a run a report needs, read with its command's fencing
+# columns in one statement (see ``lock_for_report``).
+_RUN_COLUMNS = ("playbook_id", "path", "version", "status", "parent_id",
+                "parent_command", "state", "next_seq", "owner")
+
+
+def lock_for_report(execution_id: str, command_id: str) -> dict[str, Any] | None:
+    """Lock a run's row (FOR UPDATE where the database has it; SQLite has a
+    single writer) and read it with the state and delivery of one of its
+    commands: one statement instead of an ORM ``get`` and a second query.
+    None if the run does not exist; ``command_state`` is None if the command
+    does not. The JSON state is decoded with orjson."""
+    from executions.engine.values import loads
+    from executions.models import Command, Execution
+
+    quote = connection.ops.quote_name
+    columns = ", ".join(f"e.{quote(c)}" for c in _RUN_COLUMNS)
+    lock = " FOR UPDATE OF e" if connection.features.has_select_for_update else ""
+    sql = (
+        f"SELECT {columns}, c.state, c.delivery "
+        f"FROM {quote(Execution._meta.db_table)} e "
+        f"LEFT JOIN {quote(Command._meta.db_table)} c "
+        f"ON c.id = %s AND c.execution_id = e.id WHERE e.id = %s{lock}"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [command_id, execution_id])
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    run = dict(zip(_RUN_COLUMNS, row[: len(_RUN_COLUMNS)]))
+    state = run["state"]
+    run["state"] = loads(state) if isinstance(state, (str, bytes)) else state
+    run["command_state"], run["command_delivery"] = row[len(_RUN_COLUMNS):]
+    return run

@@ -600,14 +600,12 @@ def _fold_report(data: dict[str, Any], worker_id: str,
     # Command ids start with their execution's id (see the engine), so
     # the run is locked first and the command read once, under the lock:
     # every writer of its state or delivery takes the same lock.
-    try:
-        execution = _lock(command_id.split("/", 1)[0])
-    except Execution.DoesNotExist:
-        raise Stale(f"unknown command {command_id}") from None
-    current = Command.objects.filter(id=command_id, execution=execution).values(
-        "state", "delivery").first()
-    if current is None:
+    row = rawsql.lock_for_report(command_id.split("/", 1)[0], command_id)
+    if row is None or row["command_state"] is None:
         raise Stale(f"unknown command {command_id}")
+    current = {"state": row.pop("command_state"),
+               "delivery": row.pop("command_delivery")}
+    execution = Execution(id=command_id.split("/", 1)[0], **row)
     if current["state"] == CommandState.DONE:
         return []  # a duplicate of a report already folded
     if execution.status != Status.RUNNING or current["state"] == CommandState.CANCELLED:

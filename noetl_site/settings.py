@@ -129,6 +129,10 @@ NOETL_IDLE_POLL_S = env.float("NOETL_IDLE_POLL_S", default=2.0)
 NOETL_DUTY_INTERVAL_S = env.float("NOETL_DUTY_INTERVAL_S", default=1.0)
 # A queued command nobody claimed for this long gets its pointer republished.
 NOETL_REPAIR_AFTER_S = env.float("NOETL_REPAIR_AFTER_S", default=10.0)
+# The largest value a worker may upload as one blob (DESIGN-NOTES R11; a
+# PostgreSQL bytea holds at most 1 GB). Uploads stream past Django's
+# DATA_UPLOAD_MAX_MEMORY_SIZE, which is meant for forms.
+NOETL_BLOB_MAX_BYTES = env.int("NOETL_BLOB_MAX_BYTES", default=512 * 1024 * 1024)
 # A shared enrollment token any pool accepts (development and tests); pools
 # created with ``manage.py createpool`` have their own.
 NOETL_ENROLLMENT_TOKEN = env.str("NOETL_ENROLLMENT_TOKEN", default="")

@@ -45,6 +45,7 @@ import contextlib
 import dataclasses
 import datetime as dt
 import decimal
+import functools
 import gc
 import importlib
 import io
@@ -68,11 +69,14 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 # What the zygote imports before forking anything: what user code is given or
-# commonly imports, then what the child runtime itself needs.
+# commonly imports, then what the child runtime itself needs. Not asyncio: it
+# pulls in ssl and doubles the zygote's memory, which every fork copies the
+# page tables of and every child pays page faults for; it is imported in a
+# child that needs it (an ``async def main``), or preloaded on request.
 BASE_PRELOAD = [
     *("json", "datetime", "uuid", "decimal", "os", "math", "re", "time"),
     *("hashlib", "random", "logging"),
-    *("asyncio", "inspect", "traceback", "linecache", "base64", "ctypes"),
+    *("inspect", "traceback", "linecache", "base64", "ctypes"),
 ]
 
 ENV_ALLOW = frozenset({"PATH", "HOME", "LANG", "TZ", "PYTHONPATH", "TMPDIR"})
@@ -83,8 +87,16 @@ MAX_FRAME = 1 << 30
 KILL_GRACE_S = 2.0  # SIGTERM, then SIGKILL after this (R9)
 CONNECT_TIMEOUT_S = 10.0  # covers a zygote still importing its preload list
 POLL_S = 0.05  # how often a waiting client checks for cancellation
-SPARES = 1  # children kept forked ahead by default
-SPARE_DELAY_S = 0.005  # refill a little after a session starts, not during it
+# Children kept forked ahead: two, so a chain of short steps finds one ready
+# while the zygote refills (a fork and warm-up cost a few ms of CPU).
+SPARES = 2
+# How long after a spare is taken its replacement is forked. At once: a
+# delay meant to leave the CPU to the session just started only made the
+# next step wait for its child on a busy 2-core machine (measured).
+SPARE_DELAY_S = 0.0
+# A first request up to this size is sent before the child's hello arrives:
+# it waits in the socket buffer (about 200 KB on Linux) until a spare accepts.
+EARLY_REQUEST_BYTES = 64 * 1024
 
 _HEADER = struct.Struct("!I")
 
@@ -210,13 +222,21 @@ def protect_process() -> bool:
 
 
 def _prctl(option: int, arg: int) -> bool:
+    prctl = _libc_prctl()
+    return prctl is not None and prctl(option, arg, 0, 0, 0) == 0
+
+
+@functools.cache
+def _libc_prctl() -> Callable[..., int] | None:
+    # Looked up once, in the zygote before it forks: loading libc through
+    # ctypes in every child would cost each of them a few hundred
+    # microseconds of page faults.
     try:
         import ctypes
 
-        libc = ctypes.CDLL(None, use_errno=True)
-        return bool(libc.prctl(option, arg, 0, 0, 0) == 0)
+        return ctypes.CDLL(None, use_errno=True).prctl  # type: ignore[no-any-return]
     except (OSError, AttributeError):
-        return False
+        return None
 
 
 # --- Client side -----------------------------------------------------------
@@ -297,17 +317,32 @@ class Zygote:
     def session(self) -> PythonSession:
         return PythonSession(self)
 
-    def connect(self) -> tuple[socket.socket, int]:
-        """Open a session: a connected socket and the child's pid."""
+    def connect(self, wait_hello: bool = True) -> tuple[socket.socket, int | None]:
+        """Open a session: a connected socket and the child's pid.
+
+        With ``wait_hello=False`` the pid is None: the connection waits in the
+        backlog for the next spare, the caller may send its first request at
+        once and then read the child's hello with ``hello()``. That saves a
+        round trip (two wake-ups) on the critical path of every python task.
+        """
         self.start()
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        deadline = time.monotonic() + CONNECT_TIMEOUT_S
         try:
             sock.connect(os.path.join(self._dir, "session"))
-            hello = recv_frame(sock, deadline, lambda: not self.running)
-            return sock, int(hello["pid"])
-        except (OSError, EOFError, _Timeout, _Stopped, KeyError) as exc:
+            return sock, self.hello(sock) if wait_hello else None
+        except OSError as exc:
             sock.close()
+            raise ZygoteError(self._failure_text(exc)) from None
+        except ZygoteError:
+            sock.close()
+            raise
+
+    def hello(self, sock: socket.socket) -> int:
+        """The pid of the child serving ``sock``, from the first frame it sends."""
+        deadline = time.monotonic() + CONNECT_TIMEOUT_S
+        try:
+            return int(recv_frame(sock, deadline, lambda: not self.running)["pid"])
+        except (OSError, EOFError, _Timeout, _Stopped, KeyError, TypeError) as exc:
             raise ZygoteError(self._failure_text(exc)) from None
 
     def exit_status(self, pid: int, wait: float = 1.0) -> int | None:
@@ -446,7 +481,7 @@ class PythonSession:
         except (TypeError, ValueError) as exc:
             return failure("exception", f"task request is not JSON: {exc}")
         try:
-            sock = self._child()
+            sock = self._child(early=len(payload) <= EARLY_REQUEST_BYTES)
         except ZygoteError as exc:
             return failure("unavailable", str(exc))
         return self._exchange(sock, payload, timeout, stop)
@@ -466,9 +501,9 @@ class PythonSession:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _child(self) -> socket.socket:
+    def _child(self, early: bool) -> socket.socket:
         if self._sock is None:
-            self._sock, self._pid = self.zygote.connect()
+            self._sock, self._pid = self.zygote.connect(wait_hello=not early)
         return self._sock
 
     def _exchange(
@@ -480,8 +515,15 @@ class PythonSession:
     ) -> dict[str, Any]:
         try:
             sock.settimeout(None)
+            # A small first request fits the socket buffer, so it is sent
+            # before the child has even accepted; then its hello is read.
             sock.sendall(payload)
+            if self._pid is None:
+                self._pid = self.zygote.hello(sock)
             reply = recv_frame(sock, time.monotonic() + timeout, stop)
+        except ZygoteError as exc:
+            self._drop()
+            return failure("unavailable", str(exc))
         except _Timeout:
             self._kill()
             return failure(
@@ -583,6 +625,7 @@ class _ZygoteServer:
         self.rlimits: dict[str, int] = config["rlimits"]
         self.warmup: dict[str, Any] | None = config["warmup"]
         self.handler = _preload(config["preload"], config["handler"])
+        _libc_prctl()  # loaded once here, inherited by every child
         self.statuses: OrderedDict[int, int] = OrderedDict()
         # Our ends of the spares' channels, by file descriptor.
         self.spares: dict[int, socket.socket] = {}
@@ -611,8 +654,8 @@ class _ZygoteServer:
                 self.fork_spare()
 
     def idle_timeout(self) -> float | None:
-        # A fork takes a millisecond or two of CPU; done while the session just
-        # taken is starting, it would slow that session on a small machine.
+        # Until the next spare is due (see SPARE_DELAY_S), or forever when
+        # the pool is full.
         if len(self.spares) >= self.pool:
             return None
         return max(0.0, self.spare_due - time.monotonic())

@@ -23,6 +23,11 @@ from executions.engine.values import Values
 ENGINE_VERSION = "noetl-django/1"
 DEFAULT_MAX_IN_FLIGHT = 16
 MAX_CHUNK = 256
+# A loop's state keeps one reference per finished chunk; when it holds this
+# many, the chunk done next folds them into one blob, so the run's state row
+# (rewritten by every report) stays small and the bytes written per chunk
+# flat, however many chunks a loop has (DESIGN-NOTES R3, R4).
+CHUNK_REFS_IN_STATE = 32
 TARGET_CHUNK_MS = 150.0
 MAX_LOST_DELIVERIES = 3
 
@@ -493,13 +498,17 @@ class Engine:
                 outcomes.append(it.get("result"))
             elapsed += float(it.get("ms") or 0.0)
         ms_per_iter = elapsed / max(1, len(iterations))
+        stored = self.values.externalize(outcomes, always=True)
         payload = {
             "from": start, "to": stop, "counts": counts,
-            "outcomes": self.values.externalize(outcomes, always=True),
+            "outcomes": stored,
             "ctx_patch": self._ctx_patch(report),
             "ms_per_iter": round(ms_per_iter, 3),
             "k": self._next_chunk(step, loop, ms_per_iter),
         }
+        if len(loop["chunks"]) + 1 >= CHUNK_REFS_IN_STATE:
+            entries = [*loop["chunks"], [start, {"$ref": stored["$ref"]}]]
+            payload["chunks_ref"] = self.values.externalize(entries, always=True)
         if report.get("log_ref"):
             payload["log_ref"] = report["log_ref"]
         self.emit(event("loop.chunk.done", name, command_id, payload,
@@ -522,7 +531,7 @@ class Engine:
 
     def _loop_done(self, step: dict, loop: dict) -> None:
         results: list[Any] = []
-        for _, outcomes in sorted(loop["chunks"], key=lambda chunk: chunk[0]):
+        for _, outcomes in self._chunk_outcomes(loop["chunks"]):
             results.extend(self.values.resolve(o) for o in self.values.resolve(outcomes))
         stats = {"total": loop["success"] + loop["failed"], "success": loop["success"],
                  "failed": loop["failed"], "break": loop["break"]}
@@ -540,6 +549,19 @@ class Engine:
         payload = {"epoch": loop["epoch"], "stats": stats, "result": stored}
         self._finish(step["name"], "loop.done", payload, outcome, result, None, error,
                      self.preview({step["name"]: stored}), self._measures(step, {}))
+
+    def _chunk_outcomes(self, entries: list[Any]) -> list[tuple[int, Any]]:
+        """Each chunk's (first index, outcomes reference) in index order, with
+        the blobs of folded chunk lists opened (see CHUNK_REFS_IN_STATE)."""
+        chunks: list[tuple[int, Any]] = []
+        todo = list(entries)
+        while todo:
+            start, outcomes = todo.pop()
+            if isinstance(outcomes, dict) and "$chunks" in outcomes:
+                todo.extend(self.values.resolve(outcomes["$chunks"]))
+            else:
+                chunks.append((start, outcomes))
+        return sorted(chunks, key=lambda chunk: chunk[0])
 
     # -- continuations (sub-playbooks, long backoffs) ---------------------
 

@@ -187,12 +187,26 @@ def _chunk_done(state: dict[str, Any], event: dict[str, Any]) -> None:
     loop["done"] += payload["to"] - payload["from"]
     for key in ("success", "failed", "break"):
         loop[key] += counts.get(key, 0)
-    loop["chunks"].append([payload["from"], payload["outcomes"]])
+    merged = payload.get("chunks_ref")
+    if merged is not None:
+        # The engine folded every chunk so far into one blob (see decide's
+        # _chunk_done), so the state row stays small however long the loop.
+        loop["chunks"] = [[payload["from"], {"$chunks": _slim(merged)}]]
+    else:
+        loop["chunks"].append([payload["from"], _slim(payload["outcomes"])])
     if payload.get("k"):
         loop["k"] = payload["k"]
     if payload.get("ms_per_iter") is not None:
         loop["ms_per_iter"] = payload["ms_per_iter"]
     write_vars(state["vars"], payload.get("ctx_patch"))
+
+
+def _slim(ref: Any) -> Any:
+    """A blob reference without its size and preview: the state row is
+    rewritten by every transaction of a run, the event keeps the rest."""
+    if isinstance(ref, dict) and isinstance(ref.get("$ref"), str):
+        return {"$ref": ref["$ref"]}
+    return ref
 
 
 def _loop_done(state: dict[str, Any], event: dict[str, Any]) -> None:

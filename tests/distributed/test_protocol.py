@@ -221,6 +221,23 @@ def test_blobs_are_content_addressed(client, worker):
     assert status == 200 and body == data
 
 
+def test_a_blob_above_the_form_size_limit_is_accepted_and_one_above_the_cap_refused(
+    client, worker, settings
+):
+    data = b"y" * (3 * 1024 * 1024)  # above Django's 2.5 MB DATA_UPLOAD_MAX_MEMORY_SIZE
+    sha = hashlib.sha256(data).hexdigest()
+    status, _ = call(client, "put", f"blobs/{sha}", token=worker["token"], data=data,
+                     content_type="application/octet-stream")
+    assert status == 201
+    status, body = call(client, "get", f"blobs/{sha}", token=worker["token"])
+    assert status == 200 and body == data
+
+    settings.NOETL_BLOB_MAX_BYTES = 1024
+    status, reply = call(client, "put", f"blobs/{sha}", token=worker["token"], data=data,
+                         content_type="application/octet-stream")
+    assert status == 413 and "NOETL_BLOB_MAX_BYTES" in reply["message"]
+
+
 def test_a_deregistered_worker_token_stops_working(client, worker):
     status, _ = call(client, "delete", f"workers/{worker['worker_id']}",
                      token=worker["token"])

@@ -15,8 +15,8 @@ import random
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from executions.engine.decide import Engine
-from executions.engine.state import fold, initial_state
+from executions.engine.decide import CHUNK_REFS_IN_STATE, Engine
+from executions.engine.state import apply, fold, initial_state
 from executions.engine.values import MemoryBlobStore, Values, roundtrip
 from workers.runner import CommandRunner
 
@@ -60,9 +60,10 @@ def playbooks(draw: st.DrawFn) -> dict:
             "workbook": {}, "keychain": [], "warnings": []}
 
 
-def drive(playbook: dict, seed: int) -> tuple[dict, list[dict]]:
+def drive(playbook: dict, seed: int, values: Values | None = None
+          ) -> tuple[dict, list[dict]]:
     rng = random.Random(seed)
-    values = Values(MemoryBlobStore())
+    values = values or Values(MemoryBlobStore())
     state = initial_state()
     events: list[dict] = []
     queue: list[dict] = []
@@ -76,7 +77,7 @@ def drive(playbook: dict, seed: int) -> tuple[dict, list[dict]]:
     engine.start({}, playbook_ref={"path": "gen"})
     state = absorb(engine)
     steps = {s["name"]: s for s in playbook["steps"]}
-    for _ in range(500):
+    for _ in range(5000):
         if not queue:
             break
         command = queue.pop(rng.randrange(len(queue)))
@@ -136,3 +137,38 @@ def test_join_step_runs_once_after_both_branches() -> None:
         ends = [i for i, e in enumerate(events)
                 if e["kind"] == "call.done" and e["step"] in ("b", "c")]
         assert starts[0] > max(ends)
+
+
+def test_a_loop_of_many_chunks_keeps_a_bounded_state_and_its_results_in_order() -> None:
+    items = 300
+    step = {
+        "name": "fan", "desc": None, "line": 1, "single": True,
+        "tasks": [{"label": "fan_task", "kind": "python", "rules": [],
+                   "config": {"code": "result = x", "input": {"x": "{{ iter.x }}"}},
+                   "has_policy": False, "set": {}, "timeout": None}],
+        # One iteration per chunk: 300 chunks finishing in a random order.
+        "loop": {"in": list(range(items)), "iterator": "x", "mode": "parallel",
+                 "max_in_flight": 8, "chunk": 1},
+        "input": {}, "set": {}, "admit": None, "timeout": None,
+        "next": {"mode": "exclusive", "on_no_match": "complete", "arcs": []},
+    }
+    playbook = {
+        "api_version": "noetl.io/v2", "name": "many", "path": "many", "version": None,
+        "description": None, "workload": {}, "entry_step": "fan", "final_step": None,
+        "no_next_is_error": False, "workbook": {}, "keychain": [], "warnings": [],
+        "steps": [step],
+    }
+    values = Values(MemoryBlobStore())
+
+    state, events = drive(playbook, 7, values)
+
+    assert state == roundtrip(fold(events))
+    assert state["status"] == "completed"
+    folded, most = initial_state(), 0
+    for ev in events:
+        folded = apply(folded, ev)
+        loop = folded["loops"].get("fan")
+        most = max(most, len(loop["chunks"]) if loop else 0)
+    assert most <= CHUNK_REFS_IN_STATE
+    [done] = [e for e in events if e["kind"] == "loop.done"]
+    assert values.resolve(done["payload"]["result"])["results"] == list(range(items))

@@ -383,7 +383,7 @@ def test_output_is_capped_to_its_tail(make_ctx: MakeCtx) -> None:
 
 
 def test_stopping_the_zygote_ends_its_children() -> None:
-    zyg = Zygote(python.HANDLER)
+    zyg = Zygote(python.HANDLER, spares=1)
     session = zyg.session()
     session.run({"code": "result = 1"}, 10)
     assert zyg.pid is not None

@@ -15,7 +15,6 @@ Pure module: no Django.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 import builtins
@@ -364,7 +363,11 @@ def _call_main(main: Any, inputs: dict[str, Any], context: dict[str, Any]) -> An
         named = {p.name for p in params}
         kwargs.update({k: v for k, v in inputs.items() if k not in named})
     result = main(*args, **kwargs)
-    return asyncio.run(result) if inspect.iscoroutine(result) else result
+    if not inspect.iscoroutine(result):
+        return result
+    import asyncio  # not preloaded (see workers.zygote.BASE_PRELOAD)
+
+    return asyncio.run(result)
 
 
 def _bind(
