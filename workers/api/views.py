@@ -30,6 +30,7 @@ from executions import service
 from executions.engine.values import dumps, loads
 from executions.models import Command, CommandState
 from noetl_site import logs
+from noetl_site.middleware import own_body_limit
 from workers import dispatch
 from workers.models import Pool, WorkerRegistration, WorkerStatus, hash_token, new_token
 from workers.tools.base import CredentialError, CredentialNotAllowed
@@ -231,6 +232,7 @@ def credential(request: HttpRequest, worker: WorkerRegistration, body: dict,
     return answer({"name": name, "fields": fields})
 
 
+@own_body_limit
 @worker_call
 @require_http_methods(["GET", "PUT"])
 def blob(request: HttpRequest, worker: WorkerRegistration, body: dict,
