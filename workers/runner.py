@@ -114,11 +114,13 @@ class CommandRunner:
         new_id: Callable[[], str],
         cancelled: threading.Event | None = None,
         default_timeout: float = DEFAULT_TIMEOUT_S,
+        secret: Callable[[str], None] | None = None,
     ) -> None:
         self.task = task
         self.step = task["step_def"]
         self.values = values
         self.credential = credential
+        self.secret = secret or (lambda value: None)
         self.new_id = new_id
         self.cancelled = cancelled or threading.Event()
         self.default_timeout = default_timeout
@@ -489,6 +491,7 @@ class CommandRunner:
             effect_key=self._effect_key(task, item),
             timeout=timeout,
             credential=self.credential,
+            secret=self.secret,
             log=self._log,
             cancelled=self.cancelled,
             resources=self.resources,

@@ -21,6 +21,7 @@ from typing import Any, Protocol
 
 from executions.engine.values import Values, dumps, loads
 from workers.runner import CommandRunner
+from workers.tools.base import secret_strings
 
 log = logging.getLogger("noetl.workers.worker")
 
@@ -49,38 +50,6 @@ class ControlPlane(Protocol):
     def get_blob(self, sha256: str) -> bytes: ...
 
     def new_execution_id(self) -> str: ...
-
-
-SECRET_FIELDS = (
-    "password",
-    "db_password",
-    "secret",
-    "token",
-    "access_token",
-    "api_key",
-    "client_secret",
-    "private_key",
-    "dsn",
-    "connection_string",
-)
-
-
-def secret_strings(fields: dict[str, Any]) -> set[str]:
-    """Values of a credential that must never appear in a report."""
-    found = set()
-    for key, value in fields.items():
-        if (
-            isinstance(value, str)
-            and len(value) >= 4
-            and (
-                key in SECRET_FIELDS
-                or "secret" in key
-                or "password" in key
-                or "token" in key
-            )
-        ):
-            found.add(value)
-    return found
 
 
 def mask(report: dict[str, Any], secrets: set[str]) -> dict[str, Any]:
@@ -198,8 +167,10 @@ class Worker:
 
     def held(self) -> list[dict[str, Any]]:
         with self._held_lock:
-            return [{"command_id": cid, "delivery": delivery}
-                    for cid, (delivery, _) in self._held.items()]
+            return [
+                {"command_id": cid, "delivery": delivery}
+                for cid, (delivery, _) in self._held.items()
+            ]
 
     # -- slots --------------------------------------------------------------
 
@@ -257,11 +228,16 @@ class Worker:
             secrets.update(secret_strings(fields))
             return fields
 
+        def secret(value: str) -> None:
+            if isinstance(value, str) and len(value) >= 4:
+                secrets.add(value)
+
         try:
             runner = CommandRunner(
                 task,
                 self.values,
                 credential=credential,
+                secret=secret,
                 new_id=self.cp.new_execution_id,
                 cancelled=cancelled,
                 default_timeout=self.task_timeout_s,

@@ -35,8 +35,9 @@ class ToolContext:
     """What a tool may use besides its config.
 
     ``credential(name)`` returns the decrypted fields of a stored credential or
-    raises CredentialError. ``log(line)`` appends to the command's captured
-    output. ``cancelled`` is set when the run is cancelled; a tool that blocks
+    raises CredentialError. ``secret(value)`` asks for a value to be masked in
+    everything the command reports. ``log(line)`` appends to the command's
+    captured output. ``cancelled`` is set when the run is cancelled; a tool that blocks
     should watch it (or rely on ``interrupt`` being called from another thread).
     """
 
@@ -49,6 +50,8 @@ class ToolContext:
         default=lambda name: _no_credentials(name)
     )
     log: Callable[[str], None] = field(default=lambda line: None)
+    # Registers a value the command's report must mask (a fetched secret).
+    secret: Callable[[str], None] = field(default=lambda value: None)
     cancelled: threading.Event = field(default_factory=threading.Event)
     # Per-command resources a tool may keep between iterations of one command
     # (a forked python child, a DuckDB connection). Closed when the command ends.
@@ -57,6 +60,88 @@ class ToolContext:
 
 def _no_credentials(name: str) -> dict[str, Any]:
     raise CredentialError(f"credential {name!r} is not available here")
+
+
+SECRET_FIELDS = (
+    "password",
+    "db_password",
+    "secret",
+    "token",
+    "access_token",
+    "api_key",
+    "client_secret",
+    "private_key",
+    "dsn",
+    "connection_string",
+)
+
+
+def secret_strings(fields: dict[str, Any]) -> set[str]:
+    """Values of a credential that must never appear in a report."""
+    found = set()
+    for key, value in fields.items():
+        if (
+            isinstance(value, str)
+            and len(value) >= 4
+            and (
+                key in SECRET_FIELDS
+                or "secret" in key
+                or "password" in key
+                or "token" in key
+            )
+        ):
+            found.add(value)
+    return found
+
+
+def mask_text(text: str, secrets: set[str]) -> str:
+    """``text`` with every secret replaced by ``***`` (longest first, so a
+    secret that contains another is masked whole)."""
+    for secret in sorted(secrets, key=len, reverse=True):
+        if secret:
+            text = text.replace(secret, "***")
+    return text
+
+
+def credential_fields(
+    config: dict[str, Any], ctx: ToolContext, *, required: bool = False
+) -> dict[str, Any]:
+    """The fields ``auth`` (or the older ``credential``/``credentials``) names
+    (DSL section 8): a credential name, ``{source: credential, key: name}``,
+    or an inline map (``{fields: {...}}`` or the fields themselves).
+
+    Raises CredentialError when the credential cannot be had, or when
+    ``required`` and no auth is given."""
+    ref = config.get("auth") or config.get("credential") or config.get("credentials")
+    if not ref:
+        if required:
+            raise CredentialError("no credential given: set auth to a credential name")
+        return {}
+    if isinstance(ref, str):
+        return dict(ctx.credential(ref))
+    if not isinstance(ref, dict):
+        raise CredentialError("auth must be a credential name or a map")  # noqa: TRY004 - reported as error.kind credential
+    name = ref.get("key") or ref.get("name") or ref.get("credential")
+    if str(ref.get("source", "")).lower() == "credential" or (name and len(ref) == 1):
+        if not name:
+            raise CredentialError("auth source is credential but names none")
+        return dict(ctx.credential(str(name)))
+    inline = ref.get("fields") if isinstance(ref.get("fields"), dict) else ref
+    return dict(inline)
+
+
+def first_field(fields: dict[str, Any], *keys: str) -> Any:
+    """The first of ``keys`` that ``fields`` holds with a non-empty value."""
+    for key in keys:
+        if fields.get(key) not in (None, ""):
+            return fields[key]
+    return None
+
+
+def truthy(value: Any) -> bool:
+    if isinstance(value, str):
+        return value.strip().lower() in {"true", "yes", "on", "1"}
+    return bool(value)
 
 
 def ok(data: Any, **extra: Any) -> dict[str, Any]:

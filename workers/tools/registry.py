@@ -1,0 +1,113 @@
+"""The one list of tool kinds: their module, parameters and credential types.
+
+``run_tool`` looks modules up here and ``noetl tools`` prints it, so a kind
+added here is both runnable and documented. Nothing is imported to list the
+kinds: a kind whose optional dependencies are missing is still listed (with
+the extra that installs them) and fails only when run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class ToolSpec:
+    kind: str
+    module: str
+    summary: str
+    parameters: dict[str, str]
+    credential_types: tuple[str, ...] = ()
+    aliases: tuple[str, ...] = ()
+    extra: str = ""  # the pyproject extra its dependencies come from
+    notes: str = ""
+    operations: tuple[str, ...] = ()
+
+
+_SQL = {
+    "command": "SQL text (also commands, query, queries, cmd, *_b64, script)",
+    "auth": "credential name (or an auth map)",
+}
+
+SPECS: tuple[ToolSpec, ...] = (
+    ToolSpec(
+        "python",
+        "workers.tools.python",
+        "run Python code in a forked child; `result` is the task result",
+        {
+            "code": "Python source (or code_b64, script)",
+            "input": "values injected as globals",
+            "libs": "modules pre-imported under aliases",
+        },
+    ),
+    ToolSpec(
+        "http",
+        "workers.tools.http",
+        "one HTTP request; non-2xx is an error",
+        {
+            "url": "the URL (or endpoint)",
+            "method": "GET, POST, ... (default GET)",
+            "headers": "a map",
+            "params": "query string map",
+            "json/payload/body/data/form": "the body",
+            "timeout": "seconds, or {connect, read}",
+            "auth": "credential name (bearer, basic, api_key, headers)",
+        },
+        ("http", "bearer", "basic", "api_key"),
+    ),
+    ToolSpec(
+        "postgres",
+        "workers.tools.postgres",
+        "SQL statements on PostgreSQL; rows of the last statement",
+        {**_SQL, "exactly_once": "run all statements once per effect key"},
+        ("postgres",),
+    ),
+    ToolSpec(
+        "duckdb",
+        "workers.tools.duckdb",
+        "SQL statements on DuckDB; rows of the last statement",
+        {
+            **_SQL,
+            "database": "file path or :memory: (default)",
+            "auth": "credential name, or {alias: name} for several s3/gcs secrets",
+        },
+        ("s3", "gcs", "gcs_hmac"),
+    ),
+    ToolSpec("noop", "workers.tools.noop", "does nothing; carries `set`", {}),
+    ToolSpec(
+        "shell",
+        "workers.tools.shell",
+        "shell commands under NOETL_HOME, with a timeout; output masked",
+        {
+            "cmds": "a list of command lines (or command)",
+            "env": "extra environment variables",
+            "cwd": "working directory, relative to NOETL_HOME (default work/)",
+            "auth": "credential whose fields become upper-case env variables",
+            "check": "fail on a non-zero exit (default true)",
+            "shell": "interpreter (default /bin/sh)",
+            "timeout": "seconds or 30s/5m",
+        },
+        ("any",),
+    ),
+    ToolSpec(
+        "secrets",
+        "workers.tools.secrets",
+        "fetch one secret; masked in every report",
+        {
+            "provider": "env (default) or credential",
+            "name": "environment variable or credential name",
+            "field": "one field of the credential",
+        },
+        ("any",),
+    ),
+)
+
+
+def by_kind() -> dict[str, ToolSpec]:
+    """Every kind and alias mapped to its spec."""
+    found: dict[str, ToolSpec] = {}
+    for spec in SPECS:
+        found[spec.kind] = spec
+        for alias in spec.aliases:
+            found[alias] = spec
+    return found
