@@ -120,7 +120,7 @@ def credential_fields(
     if isinstance(ref, str):
         return dict(ctx.credential(ref))
     if not isinstance(ref, dict):
-        raise CredentialError("auth must be a credential name or a map")  # noqa: TRY004 - reported as error.kind credential
+        raise CredentialError("auth must be a credential name or a map")
     name = ref.get("key") or ref.get("name") or ref.get("credential")
     if str(ref.get("source", "")).lower() == "credential" or (name and len(ref) == 1):
         if not name:
