@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
+import uuid
 from pathlib import Path
+
+import nats
 
 from tests.cli.test_cli import REPO, noetl
 
@@ -29,3 +33,27 @@ def test_the_shell_secrets_example_uses_the_token_and_stores_it_nowhere(
     for path in home.rglob("*"):
         if path.is_file() and os.access(path, os.R_OK):
             assert token.encode() not in path.read_bytes(), path
+
+
+def test_the_nats_example_keeps_a_checkpoint_in_a_kv_bucket(tmp_path: Path) -> None:
+    bucket = f"noetl_example_{uuid.uuid4().hex[:8]}"
+    home = tmp_path / "home"
+    try:
+        done = noetl(
+            home,
+            "run",
+            str(EXAMPLES / "nats_kv.yaml"),
+            "--json",
+            "--set",
+            f"bucket={bucket}",
+        )
+        assert done.returncode == 0, done.stderr
+        assert json.loads(done.stdout)["result"] == {"rows": 42, "listed": True}
+    finally:
+        asyncio.run(_drop_kv(bucket))
+
+
+async def _drop_kv(bucket: str) -> None:
+    nc = await nats.connect(os.environ.get("NATS_URL", "nats://127.0.0.1:4222"))
+    await nc.jetstream().delete_key_value(bucket)
+    await nc.close()

@@ -100,6 +100,22 @@ SPECS: tuple[ToolSpec, ...] = (
         },
         ("any",),
     ),
+    ToolSpec(
+        "nats",
+        "workers.tools.nats",
+        "JetStream key-value, object store and publish",
+        {
+            "operation": "kv_get | kv_put | kv_delete | kv_keys | object_get | "
+            "object_put | object_delete | object_list | js_publish",
+            "bucket": "key-value or object store bucket (created by a put)",
+            "key": "key (kv) or object name (name)",
+            "value": "map/list (JSON), text, or base64 with encoding: base64",
+            "subject": "subject to publish to (js_publish); headers, stream",
+            "format": "read values as text | json | base64 (default: guess)",
+            "auth": "credential name (url, user/password, token, nkeys_seed, creds)",
+        },
+        ("nats",),
+    ),
 )
 
 
