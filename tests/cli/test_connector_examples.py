@@ -9,6 +9,7 @@ import uuid
 from pathlib import Path
 
 import nats
+from clickhouse_driver import Client
 
 from tests.cli.test_cli import REPO, noetl
 
@@ -57,3 +58,26 @@ async def _drop_kv(bucket: str) -> None:
     nc = await nats.connect(os.environ.get("NATS_URL", "nats://127.0.0.1:4222"))
     await nc.jetstream().delete_key_value(bucket)
     await nc.close()
+
+
+def test_the_clickhouse_example_loads_rows_and_counts_them(tmp_path: Path) -> None:
+    database = f"noetl_example_{uuid.uuid4().hex[:8]}"
+    home = tmp_path / "home"
+    try:
+        done = noetl(
+            home,
+            "run",
+            str(EXAMPLES / "clickhouse_events.yaml"),
+            "--json",
+            "--set",
+            f"database={database}",
+        )
+        assert done.returncode == 0, done.stderr
+        doc = json.loads(done.stdout)
+        assert doc["steps"]["start"]["result"]["results"]["load"]["row_count"] == 3
+        assert doc["result"]["rows"] == [
+            {"page": "/docs", "views": 1, "avg_ms": 340.0},
+            {"page": "/home", "views": 2, "avg_ms": 107.5},
+        ]
+    finally:
+        Client(host="127.0.0.1").execute(f"DROP DATABASE IF EXISTS {database}")

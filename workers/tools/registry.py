@@ -115,6 +115,17 @@ SPECS: tuple[ToolSpec, ...] = (
             "auth": "credential name (url, user/password, token, nkeys_seed, creds)",
         },
         ("nats",),
+    ),    ToolSpec(
+        "clickhouse",
+        "workers.tools.clickhouse",
+        "SQL on ClickHouse (native protocol); rows of the last statement",
+        {
+            **_SQL,
+            "insert": "{table, rows: [{column: value}]} sent as data",
+            "host/port/user/password/database": "inline connection keys",
+        },
+        ("clickhouse",),
+        extra="connectors",
     ),
 )
 
