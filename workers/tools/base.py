@@ -11,9 +11,13 @@ No Django here: tools are tested without a database.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import contextlib
 import datetime
+import json
 import math
+import os
 import re
 import threading
 import time
@@ -21,6 +25,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 DEFAULT_TIMEOUT_S = 600.0
@@ -142,6 +147,47 @@ def truthy(value: Any) -> bool:
     if isinstance(value, str):
         return value.strip().lower() in {"true", "yes", "on", "1"}
     return bool(value)
+
+
+def noetl_home() -> Path:
+    """The installation's home (the same default as the Django settings)."""
+    return Path(os.environ.get("NOETL_HOME") or Path.cwd() / ".noetl").resolve()
+
+
+def encode_value(value: Any, encoding: str = "") -> bytes:
+    """Bytes to store: maps and lists as JSON, text as UTF-8 (or base64)."""
+    if isinstance(value, bytes):
+        return value
+    if encoding == "base64":
+        try:
+            return base64.b64decode(str(value), validate=True)
+        except binascii.Error as exc:
+            raise ValueError(f"value is not valid base64: {exc}") from exc
+    if isinstance(value, str):
+        return value.encode("utf-8")
+    return json.dumps(value).encode("utf-8")
+
+
+def decode_value(raw: bytes | None, form: str = "") -> Any:
+    """A stored value read back: JSON when it is a JSON map or list (or when
+    ``form`` is json), text when UTF-8, else base64."""
+    if raw is None:
+        return None
+    if form == "base64":
+        return base64.b64encode(raw).decode("ascii")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return base64.b64encode(raw).decode("ascii")
+    if form == "text":
+        return text
+    if form == "json" or text.lstrip()[:1] in ("{", "["):
+        try:
+            return json.loads(text)
+        except ValueError as exc:
+            if form == "json":
+                raise ValueError(f"the stored value is not JSON: {exc}") from exc
+    return text
 
 
 def ok(data: Any, **extra: Any) -> dict[str, Any]:

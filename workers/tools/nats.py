@@ -16,9 +16,6 @@ true).
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
-import json
 import time
 from typing import Any
 
@@ -31,6 +28,8 @@ from workers.tools.base import (
     Stopwatch,
     ToolContext,
     credential_fields,
+    decode_value,
+    encode_value,
     error,
     first_field,
     ok,
@@ -232,40 +231,11 @@ def _operation_error(
 # --- Values. -------------------------------------------------------------------------
 
 
-def encode_value(value: Any, encoding: str = "") -> bytes:
-    """Bytes to store: maps and lists as JSON, text as UTF-8 (or base64)."""
-    if isinstance(value, bytes):
-        return value
-    if encoding == "base64":
-        try:
-            return base64.b64decode(str(value), validate=True)
-        except binascii.Error as exc:
-            raise _ConfigError(f"value is not valid base64: {exc}") from exc
-    if isinstance(value, str):
-        return value.encode("utf-8")
-    return json.dumps(value).encode("utf-8")
-
-
-def decode_value(raw: bytes | None, form: str = "") -> Any:
-    """A stored value read back: JSON when it is a JSON map or list (or when
-    ``form`` is json), text when UTF-8, else base64."""
-    if raw is None:
-        return None
-    if form == "base64":
-        return base64.b64encode(raw).decode("ascii")
+def _decoded(raw: bytes | None, config: dict[str, Any]) -> Any:
     try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        return base64.b64encode(raw).decode("ascii")
-    if form == "text":
-        return text
-    if form == "json" or text.lstrip()[:1] in ("{", "["):
-        try:
-            return json.loads(text)
-        except ValueError as exc:
-            if form == "json":
-                raise _ConfigError(f"the stored value is not JSON: {exc}") from exc
-    return text
+        return decode_value(raw, str(config.get("format") or ""))
+    except ValueError as exc:
+        raise _ConfigError(str(exc)) from exc
 
 
 def _required(config: dict[str, Any], *keys: str) -> str:
@@ -282,7 +252,10 @@ def _name(config: dict[str, Any]) -> str | None:
 def _payload(config: dict[str, Any]) -> bytes:
     for key in ("value", "data", "payload"):
         if key in config:
-            return encode_value(config[key], str(config.get("encoding") or ""))
+            try:
+                return encode_value(config[key], str(config.get("encoding") or ""))
+            except ValueError as exc:
+                raise _ConfigError(str(exc)) from exc
     raise _ConfigError("value is required")
 
 
@@ -315,7 +288,7 @@ async def _kv_get(js: Any, config: dict[str, Any]) -> dict[str, Any]:
         "bucket": entry.bucket,
         "key": key,
         "found": True,
-        "value": decode_value(entry.value, str(config.get("format") or "")),
+        "value": _decoded(entry.value, config),
         "revision": entry.revision,
     }
 
@@ -371,7 +344,7 @@ async def _object_get(js: Any, config: dict[str, Any]) -> dict[str, Any]:
         "bucket": result.info.bucket,
         "name": name,
         "size": result.info.size,
-        "value": decode_value(result.data, str(config.get("format") or "")),
+        "value": _decoded(result.data, config),
     }
 
 

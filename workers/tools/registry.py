@@ -115,7 +115,8 @@ SPECS: tuple[ToolSpec, ...] = (
             "auth": "credential name (url, user/password, token, nkeys_seed, creds)",
         },
         ("nats",),
-    ),    ToolSpec(
+    ),
+    ToolSpec(
         "clickhouse",
         "workers.tools.clickhouse",
         "SQL on ClickHouse (native protocol); rows of the last statement",
@@ -126,6 +127,23 @@ SPECS: tuple[ToolSpec, ...] = (
         },
         ("clickhouse",),
         extra="connectors",
+    ),
+    ToolSpec(
+        "storage",
+        "workers.tools.storage",
+        "get, put, list, delete objects at s3://, gs:// or file:// URIs",
+        {
+            "operation": "get | put | list | delete (or action)",
+            "uri": "s3://bucket/key, gs://bucket/key, file:///path (list: a prefix)",
+            "value": "map/list (JSON), text, or base64 with encoding: base64",
+            "format": "read values as text | json | base64 (default: guess)",
+            "auth": "credential name: s3 (key_id, secret, region, endpoint) or "
+            "gcs (service_account, token, endpoint)",
+        },
+        ("s3", "gcs"),
+        aliases=("s3", "gcs", "artifact"),
+        extra="connectors",
+        notes="file:// is confined to NOETL_FILE_ROOTS (default $NOETL_HOME/files)",
     ),
 )
 

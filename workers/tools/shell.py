@@ -34,6 +34,7 @@ from workers.tools.base import (
     credential_fields,
     error,
     mask_text,
+    noetl_home,
     ok,
     parse_seconds,
     secret_strings,
@@ -104,11 +105,6 @@ def commands_from_config(config: dict[str, Any]) -> list[str]:
         if commands:
             return commands
     raise _ConfigError("no command given: set cmds (a list) or command")
-
-
-def noetl_home() -> Path:
-    """The installation's home (the same default as the Django settings)."""
-    return Path(os.environ.get("NOETL_HOME") or Path.cwd() / ".noetl").resolve()
 
 
 def working_dir(given: Any) -> Path:
