@@ -145,6 +145,23 @@ SPECS: tuple[ToolSpec, ...] = (
         extra="connectors",
         notes="file:// is confined to NOETL_FILE_ROOTS (default $NOETL_HOME/files)",
     ),
+    ToolSpec(
+        "qdrant",
+        "workers.tools.qdrant",
+        "vector store: collections, upsert, search, delete, count",
+        {
+            "operation": "create_collection | upsert | search | delete | count | "
+            "delete_collection",
+            "collection": "collection name; size and distance when creating",
+            "points": "[{id, vector | text, payload}] for upsert",
+            "vector/text": "what to search for; text is hashed into words",
+            "filter": "{payload field: value} (all must match)",
+            "path": "local store under NOETL_HOME (default qdrant)",
+            "auth": "credential name with url and api_key: a Qdrant server",
+        },
+        ("qdrant",),
+        extra="connectors",
+    ),
 )
 
 
