@@ -146,7 +146,10 @@ def _client(target: dict[str, Any], ctx: ToolContext) -> Any:
     with warnings.catch_warnings():  # an api key over plain http, on purpose
         warnings.simplefilter("ignore", UserWarning)
         return QdrantClient(
-            url=target["url"], api_key=target["api_key"], timeout=timeout
+            url=target["url"],
+            api_key=target["api_key"],
+            timeout=timeout,
+            check_compatibility=False,  # a request of its own, on a thread
         )
 
 
