@@ -84,7 +84,7 @@ def _run(config: dict[str, Any], ctx: ToolContext) -> dict[str, Any]:
         return error("credential", str(exc))
     database = str(config.get("database") or ":memory:")
     try:
-        conn = duckdb.connect(database, config=_connect_config())
+        conn = duckdb.connect(database, config=connect_config())
     except duckdb.Error as exc:
         return error("connection", f"cannot open duckdb {database}: {exc}")
     try:
@@ -119,7 +119,7 @@ def httpfs_directory() -> str | None:
     return None
 
 
-def _connect_config() -> dict[str, Any]:
+def connect_config() -> dict[str, Any]:
     directory = httpfs_directory()
     if directory is None:
         return {}

@@ -162,6 +162,20 @@ SPECS: tuple[ToolSpec, ...] = (
         ("qdrant",),
         extra="connectors",
     ),
+    ToolSpec(
+        "transfer",
+        "workers.tools.transfer",
+        "copy rows between http, postgres, duckdb and clickhouse in batches",
+        {
+            "source": "{kind: postgres|duckdb|clickhouse, auth, query} or "
+            "{kind: http, url, rows_path}",
+            "target": "{kind: postgres|duckdb|clickhouse, auth, table} or "
+            "{kind: http, url} (each batch POSTed as a JSON list)",
+            "batch_size": "rows per batch (default 1000); each batch commits",
+        },
+        ("postgres", "clickhouse", "s3", "gcs", "http", "bearer", "basic"),
+        extra="connectors",
+    ),
 )
 
 
