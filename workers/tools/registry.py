@@ -176,6 +176,19 @@ SPECS: tuple[ToolSpec, ...] = (
         ("postgres", "clickhouse", "s3", "gcs", "http", "bearer", "basic"),
         extra="connectors",
     ),
+    ToolSpec(
+        "snowflake",
+        "workers.tools.snowflake",
+        "SQL on Snowflake; rows of the last statement (needs an account)",
+        {
+            **_SQL,
+            "warehouse/database/schema/role": "override the credential's",
+        },
+        ("snowflake",),
+        extra="connectors",
+        notes="credential: account, user, and password or private_key (PEM, "
+        "private_key_passphrase)",
+    ),
 )
 
 
