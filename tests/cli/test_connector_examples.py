@@ -81,3 +81,36 @@ def test_the_clickhouse_example_loads_rows_and_counts_them(tmp_path: Path) -> No
         ]
     finally:
         Client(host="127.0.0.1").execute(f"DROP DATABASE IF EXISTS {database}")
+
+
+def test_noetl_tools_lists_every_kind_and_shows_one_in_full(tmp_path: Path) -> None:
+    listed = noetl(tmp_path / "home", "tools")
+    assert listed.returncode == 0, listed.stderr
+    kinds = [line.split()[0] for line in listed.stdout.splitlines()[:13]]
+    assert kinds == [
+        "python",
+        "http",
+        "postgres",
+        "duckdb",
+        "noop",
+        "shell",
+        "secrets",
+        "nats",
+        "clickhouse",
+        "storage",
+        "qdrant",
+        "transfer",
+        "snowflake",
+    ]
+    one = noetl(tmp_path / "home", "tools", "snowflake")
+    assert "credential types: snowflake" in one.stdout
+    assert "warehouse/database/schema/role" in one.stdout
+    doc = json.loads(noetl(tmp_path / "home", "tools", "--json").stdout)
+    storage = next(spec for spec in doc if spec["kind"] == "storage")
+    assert storage["aliases"] == ["s3", "gcs", "artifact"]
+    assert storage["credential_types"] == ["s3", "gcs"]
+    assert all(spec["available"] for spec in doc)
+    unknown = noetl(tmp_path / "home", "tools", "teleport")
+    assert unknown.returncode == 2
+    assert "no tool kind 'teleport'" in unknown.stderr
+    assert not (tmp_path / "home").exists()  # no database was made

@@ -8,6 +8,7 @@ the extra that installs them) and fails only when run.
 
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import dataclass
 
 
@@ -21,7 +22,30 @@ class ToolSpec:
     aliases: tuple[str, ...] = ()
     extra: str = ""  # the pyproject extra its dependencies come from
     notes: str = ""
-    operations: tuple[str, ...] = ()
+    requires: tuple[str, ...] = ()  # import names of its optional packages
+
+    def available(self) -> bool:
+        """Whether its optional packages are installed (nothing is imported)."""
+        return all(_installed(name) for name in self.requires)
+
+    def describe(self) -> dict[str, object]:
+        return {
+            "kind": self.kind,
+            "aliases": list(self.aliases),
+            "summary": self.summary,
+            "parameters": dict(self.parameters),
+            "credential_types": list(self.credential_types),
+            "notes": self.notes,
+            "extra": self.extra,
+            "available": self.available(),
+        }
+
+
+def _installed(name: str) -> bool:
+    try:
+        return importlib.util.find_spec(name) is not None
+    except ModuleNotFoundError:  # a parent package is missing
+        return False
 
 
 _SQL = {
@@ -127,6 +151,7 @@ SPECS: tuple[ToolSpec, ...] = (
         },
         ("clickhouse",),
         extra="connectors",
+        requires=("clickhouse_driver",),
     ),
     ToolSpec(
         "storage",
@@ -143,6 +168,7 @@ SPECS: tuple[ToolSpec, ...] = (
         ("s3", "gcs"),
         aliases=("s3", "gcs", "artifact"),
         extra="connectors",
+        requires=("boto3", "google.cloud.storage"),
         notes="file:// is confined to NOETL_FILE_ROOTS (default $NOETL_HOME/files)",
     ),
     ToolSpec(
@@ -161,6 +187,7 @@ SPECS: tuple[ToolSpec, ...] = (
         },
         ("qdrant",),
         extra="connectors",
+        requires=("qdrant_client",),
     ),
     ToolSpec(
         "transfer",
@@ -175,6 +202,7 @@ SPECS: tuple[ToolSpec, ...] = (
         },
         ("postgres", "clickhouse", "s3", "gcs", "http", "bearer", "basic"),
         extra="connectors",
+        requires=("clickhouse_driver",),
     ),
     ToolSpec(
         "snowflake",
@@ -186,6 +214,7 @@ SPECS: tuple[ToolSpec, ...] = (
         },
         ("snowflake",),
         extra="connectors",
+        requires=("snowflake.connector",),
         notes="credential: account, user, and password or private_key (PEM, "
         "private_key_passphrase)",
     ),
