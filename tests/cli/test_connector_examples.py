@@ -9,6 +9,7 @@ import uuid
 from pathlib import Path
 
 import nats
+import psycopg
 from clickhouse_driver import Client
 
 from tests.cli.test_cli import REPO, noetl
@@ -114,3 +115,61 @@ def test_noetl_tools_lists_every_kind_and_shows_one_in_full(tmp_path: Path) -> N
     assert unknown.returncode == 2
     assert "no tool kind 'teleport'" in unknown.stderr
     assert not (tmp_path / "home").exists()  # no database was made
+
+
+def test_the_storage_example_writes_lists_and_reads_under_the_files_root(
+    tmp_path: Path,
+) -> None:
+    home = tmp_path / "home"
+    done = noetl(home, "run", str(EXAMPLES / "storage_files.yaml"), "--json")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert json.loads(done.stdout)["result"] == {"files": 1, "visits": 42}
+    saved = home / "files" / "reports" / "day1.json"
+    assert json.loads(saved.read_text()) == {"visits": 42, "pages": ["/home", "/docs"]}
+
+
+def test_the_qdrant_example_finds_the_notes_about_the_question(tmp_path: Path) -> None:
+    done = noetl(
+        tmp_path / "home", "run", str(EXAMPLES / "qdrant_search.yaml"), "--json"
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    hits = json.loads(done.stdout)["result"]["hits"]
+    assert sorted(hit["id"] for hit in hits) == [1, 3]
+
+
+def test_the_transfer_example_copies_a_thousand_rows_in_four_batches(
+    tmp_path: Path,
+) -> None:
+    home = tmp_path / "home"
+    table = f"noetl_transfer_{uuid.uuid4().hex[:8]}"
+    pg = {"host": "127.0.0.1", "port": 5432, "user": "postgres", "database": "test"}
+    noetl(
+        home,
+        "credential",
+        "add",
+        "pg_local",
+        "--type",
+        "postgres",
+        "--data",
+        json.dumps(pg),
+    )
+    try:
+        done = noetl(
+            home,
+            "run",
+            str(EXAMPLES / "transfer_duckdb_postgres.yaml"),
+            "--json",
+            "--set",
+            f"table={table}",
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+        copied = json.loads(done.stdout)["result"]
+        assert (copied["rows"], copied["batches"]) == (1000, 4)
+        with psycopg.connect("host=127.0.0.1 user=postgres dbname=test") as conn:
+            total = conn.execute(f"SELECT sum(square) FROM {table}").fetchone()[0]
+        assert total == sum(n * n for n in range(1000))
+    finally:
+        with psycopg.connect(
+            "host=127.0.0.1 user=postgres dbname=test", autocommit=True
+        ) as conn:
+            conn.execute(f"DROP TABLE IF EXISTS {table}")

@@ -228,6 +228,15 @@ def test_files_under_a_root_round_trip(root: Path) -> None:
     assert missing["error"]["kind"] == "not_found"
 
 
+def test_a_relative_file_uri_is_under_the_first_root(root: Path) -> None:
+    ctx = _ctx({})
+    put = storage.run({"operation": "put", "uri": "file:a/b.txt", "value": "hi"}, ctx)
+    assert put["data"]["uri"] == "file:a/b.txt"
+    assert (root / "a" / "b.txt").read_text() == "hi"
+    escape = storage.run({"operation": "get", "uri": "file:../../etc/passwd"}, ctx)
+    assert escape["error"]["kind"] == "config"
+
+
 def test_files_outside_the_roots_are_refused(root: Path, tmp_path: Path) -> None:
     ctx = _ctx({})
     (tmp_path / "secret.txt").write_text("keep out")

@@ -9,7 +9,8 @@ and ``artifact``): get, put, list and delete objects by URI.
   OAuth ``token``, or ``endpoint`` (an emulator, no auth).
 - ``file:///path``: local files, only under the installation's roots
   (``NOETL_FILE_ROOTS``, paths separated by ``:``; default
-  ``$NOETL_HOME/files``). ``..`` and symlinks cannot leave a root.
+  ``$NOETL_HOME/files``). ``..`` and symlinks cannot leave a root. A
+  relative ``file:reports/day1.json`` is under the first root.
 
 ``operation`` (or ``action``) is ``get|put|list|delete``. Values are read and
 written like the nats tool's: a map or list as JSON, text as UTF-8, bytes
@@ -64,7 +65,9 @@ class Location:
     @property
     def uri(self) -> str:
         if self.scheme == "file":
-            return f"file://{self.key}"
+            return (
+                f"file://{self.key}" if self.key.startswith("/") else f"file:{self.key}"
+            )
         return f"{self.scheme}://{self.bucket}/{self.key}"
 
 
@@ -191,7 +194,10 @@ class FileBackend:
         self.roots = roots
 
     def _confined(self, where: Location) -> Path:
-        path = Path(where.key).resolve()
+        path = Path(where.key)
+        if not path.is_absolute():  # file:reports/x.json is under the first root
+            path = self.roots[0] / path
+        path = path.resolve()
         if not any(path == root or path.is_relative_to(root) for root in self.roots):
             allowed = ", ".join(str(r) for r in self.roots)
             raise ConfigError(
