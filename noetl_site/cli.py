@@ -436,9 +436,8 @@ def cmd_tools(args: argparse.Namespace) -> int:
 
     kinds = registry.by_kind()
     if args.kind and args.kind not in kinds:
-        raise UsageError(
-            f"no tool kind {args.kind!r}; known: {', '.join(s.kind for s in registry.SPECS)}"
-        )
+        known = ", ".join(spec.kind for spec in registry.SPECS)
+        raise UsageError(f"no tool kind {args.kind!r}; known: {known}")
     specs = [kinds[args.kind]] if args.kind else list(registry.SPECS)
     if args.json:
         print(json.dumps([spec.describe() for spec in specs], indent=2))

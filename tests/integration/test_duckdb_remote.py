@@ -138,7 +138,8 @@ def test_duckdb_reads_a_gs_object_from_the_gcs_emulator(gcs: GcsServer) -> None:
     outcome = duckdb_tool.run(
         {
             "auth": "gcs_hmac_local",
-            "query": f"SELECT sum(y) AS total FROM read_csv_auto('gs://{name}/in/data.csv')",
+            "query": "SELECT sum(y) AS total FROM "
+            f"read_csv_auto('gs://{name}/in/data.csv')",
         },
         _ctx({"gcs_hmac_local": hmac}),
     )

@@ -72,7 +72,8 @@ def test_env_is_clean_plus_what_the_task_gives(monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setenv("NOETL_ENCRYPTION_KEY", "worker-only-key")
     outcome = shell.run(
         {
-            "command": 'echo "$GREETING/${NOETL_ENCRYPTION_KEY:-unset}/$NOETL_EXECUTION_ID"',
+            "command": 'echo "$GREETING/${NOETL_ENCRYPTION_KEY:-unset}/'
+            '$NOETL_EXECUTION_ID"',
             "env": {"GREETING": "hello"},
         },
         _ctx(execution_id="exec-1"),

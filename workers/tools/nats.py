@@ -259,7 +259,7 @@ def _payload(config: dict[str, Any]) -> bytes:
     raise _ConfigError("value is required")
 
 
-# --- Key-value. ------------------------------------------------------------------------
+# --- Key-value. ------------------------------------------------------------------
 
 
 async def _kv(js: Any, config: dict[str, Any], create: bool) -> Any:
