@@ -1,6 +1,7 @@
-"""Real object-storage protocol servers for the tests, each on a free port:
-moto's S3 server (with authentication switched on, so a wrong key is
-refused as on AWS) and gcp-storage-emulator (the GCS JSON API)."""
+"""Real servers for the connector tests: moto's S3 server (with
+authentication switched on, so a wrong key is refused as on AWS) and
+gcp-storage-emulator (the GCS JSON API), each on a free port; and the
+shared local ClickHouse, started by scripts/clickhouse when it is down."""
 
 from __future__ import annotations
 
@@ -19,6 +20,18 @@ from pathlib import Path
 import boto3
 
 REGION = "us-east-1"
+REPO = Path(__file__).resolve().parents[1]
+CLICKHOUSE_PORT = 9000
+
+
+def ensure_clickhouse() -> None:
+    """Start the local ClickHouse (scripts/clickhouse) unless it answers."""
+    try:
+        socket.create_connection(("127.0.0.1", CLICKHOUSE_PORT), timeout=1).close()
+    except OSError:
+        subprocess.run(
+            [str(REPO / "scripts" / "clickhouse"), "start"], check=True, timeout=600
+        )
 
 
 def free_port() -> int:

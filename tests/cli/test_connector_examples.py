@@ -13,6 +13,7 @@ import psycopg
 from clickhouse_driver import Client
 
 from tests.cli.test_cli import REPO, noetl
+from tests.object_servers import ensure_clickhouse
 
 EXAMPLES = REPO / "examples" / "connectors"
 
@@ -62,6 +63,7 @@ async def _drop_kv(bucket: str) -> None:
 
 
 def test_the_clickhouse_example_loads_rows_and_counts_them(tmp_path: Path) -> None:
+    ensure_clickhouse()
     database = f"noetl_example_{uuid.uuid4().hex[:8]}"
     home = tmp_path / "home"
     try:

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from clickhouse_driver import Client
 
+from tests.object_servers import ensure_clickhouse
 from workers.tools import clickhouse, run_tool
 from workers.tools.base import CredentialError, ToolContext
 
@@ -29,6 +30,7 @@ SLOW_QUERY = (
 
 @pytest.fixture(scope="module", autouse=True)
 def database() -> Iterator[str]:
+    ensure_clickhouse()
     client = Client(host=HOST, port=PORT)
     client.execute(f"CREATE DATABASE {DATABASE}")
     yield DATABASE

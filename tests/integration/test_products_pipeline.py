@@ -17,7 +17,7 @@ import pytest
 from clickhouse_driver import Client
 
 from tests.cli.test_cli import REPO, noetl
-from tests.object_servers import S3Server
+from tests.object_servers import S3Server, ensure_clickhouse
 
 EXAMPLE = REPO / "examples" / "connectors" / "products_pipeline.yaml"
 
@@ -39,6 +39,7 @@ def api() -> Iterator[str]:
 def test_the_products_pipeline_moves_data_through_every_store(
     s3: S3Server, api: str, tmp_path: Path
 ) -> None:
+    ensure_clickhouse()
     home = tmp_path / "home"
     bucket = f"noetl-lake-{uuid.uuid4().hex[:8]}"
     database = f"noetl_shop_{uuid.uuid4().hex[:8]}"

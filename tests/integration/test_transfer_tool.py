@@ -17,7 +17,7 @@ import psycopg
 import pytest
 from clickhouse_driver import Client
 
-from tests.object_servers import free_port
+from tests.object_servers import ensure_clickhouse, free_port
 from workers.tools import run_tool, transfer
 from workers.tools.base import CredentialError, ToolContext
 
@@ -67,6 +67,7 @@ def api() -> Iterator[str]:
 def names() -> Iterator[dict[str, str]]:
     suffix = uuid.uuid4().hex[:8]
     made = {"pg": f"transfer_{suffix}", "ch": f"default.transfer_{suffix}"}
+    ensure_clickhouse()
     with psycopg.connect(PG_DSN, autocommit=True) as conn:
         conn.execute(f"CREATE TABLE {made['pg']} (id int, name text, price float8)")
     Client(host="127.0.0.1").execute(
