@@ -176,9 +176,10 @@ def backend_for(where: Location, config: dict[str, Any], ctx: ToolContext) -> Ba
     fields = credential_fields(config, ctx)
     if config.get("endpoint"):
         fields["endpoint"] = config["endpoint"]
+    seconds = ctx.timeout if ctx.timeout and ctx.timeout > 0 else 600.0
     if where.scheme == "s3":
-        return S3Backend(fields)
-    return GcsBackend(fields)
+        return S3Backend(fields, seconds)
+    return GcsBackend(fields, seconds)
 
 
 def file_roots() -> list[Path]:
@@ -239,7 +240,7 @@ def _file_entry(path: Path) -> dict[str, Any]:
 
 
 class S3Backend:
-    def __init__(self, fields: dict[str, Any]) -> None:
+    def __init__(self, fields: dict[str, Any], seconds: float) -> None:
         import boto3
         from botocore.config import Config
 
@@ -260,8 +261,8 @@ class S3Backend:
             ),
             aws_session_token=first_field(fields, "session_token", "token"),
             config=Config(
-                connect_timeout=10,
-                read_timeout=60,
+                connect_timeout=min(10.0, seconds),
+                read_timeout=seconds,
                 retries={"max_attempts": 1},
                 s3={"addressing_style": _url_style(fields)},
             ),
@@ -353,12 +354,10 @@ def _s3_error(where: Location, exc: Any) -> StorageError:
     return StorageError("client_error", f"{where.uri}: {code}: {message}")
 
 
-# One attempt, bounded: retrying is the task policy's job, not the client's.
-_ONCE: dict[str, Any] = {"retry": None, "timeout": 60}
-
-
 class GcsBackend:
-    def __init__(self, fields: dict[str, Any]) -> None:
+    def __init__(self, fields: dict[str, Any], seconds: float) -> None:
+        # One attempt within the task timeout: retrying is the task policy's job.
+        self.once: dict[str, Any] = {"retry": None, "timeout": seconds}
         from google.cloud import storage as gcs
 
         self.endpoint = first_field(fields, "endpoint", "api_endpoint")
@@ -401,26 +400,28 @@ class GcsBackend:
 
     def get(self, where: Location) -> bytes:
         blob = self._blob(where)
-        return self._call(where, lambda: blob.download_as_bytes(**_ONCE))
+        return self._call(where, lambda: blob.download_as_bytes(**self.once))
 
     def put(self, where: Location, data: bytes, content_type: str) -> None:
         blob = self._blob(where)
         self._call(
             where,
-            lambda: blob.upload_from_string(data, content_type=content_type, **_ONCE),
+            lambda: blob.upload_from_string(
+                data, content_type=content_type, **self.once
+            ),
         )
 
     def list(self, where: Location) -> list[dict[str, Any]]:
         def listing() -> list[dict[str, Any]]:
             prefix = where.key or None
-            blobs = self.client.list_blobs(where.bucket, prefix=prefix, **_ONCE)
+            blobs = self.client.list_blobs(where.bucket, prefix=prefix, **self.once)
             return [_object_entry(where, b.name, int(b.size or 0)) for b in blobs]
 
         return self._call(where, listing)
 
     def delete(self, where: Location) -> None:
         blob = self._blob(where)
-        self._call(where, lambda: blob.delete(**_ONCE))
+        self._call(where, lambda: blob.delete(**self.once))
 
 
 def _gcs_credentials(fields: dict[str, Any], emulator: bool) -> Any:
