@@ -445,6 +445,43 @@ def cmd_credential(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_tools(args: argparse.Namespace) -> int:
+    """The tool kinds, their parameters and credential types (no database)."""
+    from workers.tools import registry
+
+    kinds = registry.by_kind()
+    if args.kind and args.kind not in kinds:
+        known = ", ".join(spec.kind for spec in registry.SPECS)
+        raise UsageError(f"no tool kind {args.kind!r}; known: {known}")
+    specs = [kinds[args.kind]] if args.kind else list(registry.SPECS)
+    if args.json:
+        print(json.dumps([spec.describe() for spec in specs], indent=2))
+        return EXIT_OK
+    if not args.kind:
+        for spec in specs:
+            missing = "" if spec.available() else f"  [needs .[{spec.extra}]]"
+            print(f"{spec.kind:<11} {spec.summary}{missing}")
+        print("\n`noetl tools KIND` shows a kind's parameters and credential types.")
+        return EXIT_OK
+    print_tool(specs[0].describe())
+    return EXIT_OK
+
+
+def print_tool(spec: dict[str, Any]) -> None:
+    print(f"{spec['kind']}: {spec['summary']}")
+    if spec["aliases"]:
+        print(f"also: {', '.join(spec['aliases'])}")
+    print("parameters:")
+    for name, text in spec["parameters"].items():
+        print(f"  {name:<14} {text}")
+    types = ", ".join(spec["credential_types"]) or "none"
+    print(f"credential types: {types}")
+    if spec["notes"]:
+        print(f"notes: {spec['notes']}")
+    if not spec["available"]:
+        print(f"not installed: pip install 'noetl-django[{spec['extra']}]'")
+
+
 def _server_options(parser: argparse.ArgumentParser, default: Any) -> None:
     parser.add_argument("--server", metavar="URL", default=default,
                         help="use this control plane's REST API ($NOETL_SERVER)")
@@ -508,6 +545,11 @@ def parser() -> argparse.ArgumentParser:
              "'finance/*' (repeat for more; default for a new credential: '*')")
     credential.set_defaults(func=cmd_credential)
 
+    tools = add("tools", help="tool kinds, their parameters and credential types")
+    tools.add_argument("kind", nargs="?", help="show one kind in full")
+    tools.add_argument("--json", action="store_true")
+    tools.set_defaults(func=cmd_tools)
+
     from schedules import cli as schedule_cli
     from search import cli as search_cli
 
@@ -547,6 +589,8 @@ def main(argv: list[str] | None = None) -> int:
     args.token = args.token or os.environ.get("NOETL_TOKEN", "")
     try:
         _validate_files_first(args)
+        if args.command == "tools":  # local knowledge: no server, no database
+            return args.func(args)
         if args.server:
             from noetl_site import remote
 

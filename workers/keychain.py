@@ -32,7 +32,7 @@ class Keychain(Mapping[str, Any]):
         entries: list[dict[str, Any]],
         credential: CredentialLookup,
         render: Render,
-        reveal: Callable[[set[str]], None],
+        reveal: Callable[[str], None],
     ) -> None:
         self._entries = {entry["name"]: entry for entry in entries}
         self._credential = credential
@@ -50,7 +50,8 @@ class Keychain(Mapping[str, Any]):
             value = self._resolve(entry)
         except KeychainError as exc:
             raise KeychainError(f"keychain entry {name!r}: {exc}") from None
-        self._reveal(_sensitive(entry.get("kind") or "static", value))
+        for secret in _sensitive(entry.get("kind") or "static", value):
+            self._reveal(secret)
         self._resolved[name] = value
         return value
 

@@ -114,14 +114,15 @@ class CommandRunner:
         *,
         credential: Callable[[str], dict[str, Any]],
         new_id: Callable[[], str],
-        reveal: Callable[[set[str]], None] = lambda secrets: None,
         cancelled: threading.Event | None = None,
         default_timeout: float = DEFAULT_TIMEOUT_S,
+        secret: Callable[[str], None] | None = None,
     ) -> None:
         self.task = task
         self.step = task["step_def"]
         self.values = values
         self.credential = credential
+        self.secret = secret or (lambda value: None)
         self.new_id = new_id
         self.cancelled = cancelled or threading.Event()
         self.default_timeout = default_timeout
@@ -134,10 +135,10 @@ class CommandRunner:
         self.base = base_names(
             task["execution_id"], task.get("catalog_id", ""), task.get("env") or {}
         )
-        # What the keychain resolves is handed to ``reveal`` at once, so it is
+        # What the keychain resolves is handed to ``secret`` at once, so it is
         # masked out of everything the command reports or stores.
         self.keychain = (
-            Keychain(task["keychain"], credential, self._render_entry, reveal)
+            Keychain(task["keychain"], credential, self._render_entry, self.secret)
             if task.get("keychain")
             else None
         )
@@ -543,6 +544,7 @@ class CommandRunner:
             effect_key=self._effect_key(task, item),
             timeout=timeout,
             credential=self.credential,
+            secret=self.secret,
             log=self._log,
             cancelled=self.cancelled,
             resources=self.resources,

@@ -192,8 +192,10 @@ class Worker:
 
     def held(self) -> list[dict[str, Any]]:
         with self._held_lock:
-            return [{"command_id": cid, "delivery": delivery}
-                    for cid, (delivery, _) in self._held.items()]
+            return [
+                {"command_id": cid, "delivery": delivery}
+                for cid, (delivery, _) in self._held.items()
+            ]
 
     # -- slots --------------------------------------------------------------
 
@@ -260,12 +262,16 @@ class Worker:
             masker.learn(fields)
             return fields
 
+        def secret(value: str) -> None:
+            if isinstance(value, str) and len(value) >= 4:
+                masker.learn_strings({value})
+
         try:
             runner = CommandRunner(
                 task,
                 MaskedValues(self.values, masker),  # type: ignore[arg-type]
                 credential=credential,
-                reveal=masker.learn_strings,
+                secret=secret,
                 new_id=self.cp.new_execution_id,
                 cancelled=cancelled,
                 default_timeout=self.task_timeout_s,

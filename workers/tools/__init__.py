@@ -10,17 +10,13 @@ import importlib
 import logging
 from typing import Any
 
+from workers.tools import registry
 from workers.tools.base import Stopwatch, ToolContext, error
 
 log = logging.getLogger("noetl.workers.tools")
 
-KINDS = {
-    "python": "workers.tools.python",
-    "http": "workers.tools.http",
-    "postgres": "workers.tools.postgres",
-    "duckdb": "workers.tools.duckdb",
-    "noop": "workers.tools.noop",
-}
+# kind (or alias) -> module; registry.py is the one list of kinds.
+KINDS = {name: spec.module for name, spec in registry.by_kind().items()}
 
 
 def supported_kinds() -> frozenset[str]:
@@ -39,6 +35,9 @@ def run_tool(kind: str, config: dict[str, Any], ctx: ToolContext) -> dict[str, A
     watch = Stopwatch()
     try:
         module = importlib.import_module(module_name)
+    except ImportError as exc:
+        return watch.stamp(_missing_dependency(kind, exc))
+    try:
         outcome = module.run(config, ctx)
     except Exception as exc:  # a bug in a tool must not take the worker down
         log.exception("tool %s raised", kind)
@@ -59,3 +58,17 @@ def close_resources(resources: dict[str, Any]) -> None:
             except Exception:
                 log.exception("closing %s failed", name)
     resources.clear()
+
+
+def _missing_dependency(kind: str, exc: ImportError) -> dict[str, Any]:
+    spec = registry.by_kind()[kind]
+    hint = (
+        f"; install it with: pip install 'noetl-django[{spec.extra}]'"
+        if spec.extra
+        else ""
+    )
+    return error(
+        "unsupported_tool",
+        f"tool kind {kind!r} needs a package that is not installed "
+        f"({exc.name or exc}){hint}",
+    )

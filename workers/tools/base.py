@@ -11,9 +11,13 @@ No Django here: tools are tested without a database.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import contextlib
 import datetime
+import json
 import math
+import os
 import re
 import threading
 import time
@@ -21,6 +25,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 DEFAULT_TIMEOUT_S = 600.0
@@ -39,8 +44,9 @@ class ToolContext:
     """What a tool may use besides its config.
 
     ``credential(name)`` returns the decrypted fields of a stored credential or
-    raises CredentialError. ``log(line)`` appends to the command's captured
-    output. ``cancelled`` is set when the run is cancelled; a tool that blocks
+    raises CredentialError. ``secret(value)`` asks for a value to be masked in
+    everything the command reports. ``log(line)`` appends to the command's
+    captured output. ``cancelled`` is set when the run is cancelled; a tool that blocks
     should watch it (or rely on ``interrupt`` being called from another thread).
     """
 
@@ -53,6 +59,8 @@ class ToolContext:
         default=lambda name: _no_credentials(name)
     )
     log: Callable[[str], None] = field(default=lambda line: None)
+    # Registers a value the command's report must mask (a fetched secret).
+    secret: Callable[[str], None] = field(default=lambda value: None)
     cancelled: threading.Event = field(default_factory=threading.Event)
     # Per-command resources a tool may keep between iterations of one command
     # (a forked python child, a DuckDB connection). Closed when the command ends.
@@ -61,6 +69,88 @@ class ToolContext:
 
 def _no_credentials(name: str) -> dict[str, Any]:
     raise CredentialError(f"credential {name!r} is not available here")
+
+
+def credential_fields(
+    config: dict[str, Any], ctx: ToolContext, *, required: bool = False
+) -> dict[str, Any]:
+    """The fields ``auth`` (or the older ``credential``/``credentials``) names
+    (DSL section 8): a credential name, ``{source: credential, key: name}``,
+    or an inline map (``{fields: {...}}`` or the fields themselves).
+
+    Raises CredentialError when the credential cannot be had, or when
+    ``required`` and no auth is given."""
+    ref = config.get("auth") or config.get("credential") or config.get("credentials")
+    if not ref:
+        if required:
+            raise CredentialError("no credential given: set auth to a credential name")
+        return {}
+    if isinstance(ref, str):
+        return dict(ctx.credential(ref))
+    if not isinstance(ref, dict):
+        raise CredentialError("auth must be a credential name or a map")
+    name = ref.get("key") or ref.get("name") or ref.get("credential")
+    if str(ref.get("source", "")).lower() == "credential" or (name and len(ref) == 1):
+        if not name:
+            raise CredentialError("auth source is credential but names none")
+        return dict(ctx.credential(str(name)))
+    inline = ref.get("fields") if isinstance(ref.get("fields"), dict) else ref
+    return dict(inline)
+
+
+def first_field(fields: dict[str, Any], *keys: str) -> Any:
+    """The first of ``keys`` that ``fields`` holds with a non-empty value."""
+    for key in keys:
+        if fields.get(key) not in (None, ""):
+            return fields[key]
+    return None
+
+
+def truthy(value: Any) -> bool:
+    if isinstance(value, str):
+        return value.strip().lower() in {"true", "yes", "on", "1"}
+    return bool(value)
+
+
+def noetl_home() -> Path:
+    """The installation's home (the same default as the Django settings)."""
+    return Path(os.environ.get("NOETL_HOME") or Path.cwd() / ".noetl").resolve()
+
+
+def encode_value(value: Any, encoding: str = "") -> bytes:
+    """Bytes to store: maps and lists as JSON, text as UTF-8 (or base64)."""
+    if isinstance(value, bytes):
+        return value
+    if encoding == "base64":
+        try:
+            return base64.b64decode(str(value), validate=True)
+        except binascii.Error as exc:
+            raise ValueError(f"value is not valid base64: {exc}") from exc
+    if isinstance(value, str):
+        return value.encode("utf-8")
+    return json.dumps(value).encode("utf-8")
+
+
+def decode_value(raw: bytes | None, form: str = "") -> Any:
+    """A stored value read back: JSON when it is a JSON map or list (or when
+    ``form`` is json), text when UTF-8, else base64."""
+    if raw is None:
+        return None
+    if form == "base64":
+        return base64.b64encode(raw).decode("ascii")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return base64.b64encode(raw).decode("ascii")
+    if form == "text":
+        return text
+    if form == "json" or text.lstrip()[:1] in ("{", "["):
+        try:
+            return json.loads(text)
+        except ValueError as exc:
+            if form == "json":
+                raise ValueError(f"the stored value is not JSON: {exc}") from exc
+    return text
 
 
 def ok(data: Any, **extra: Any) -> dict[str, Any]:

@@ -8,19 +8,37 @@ its affected-row count), ``columns`` and ``statement_count``.
 A Watchdog thread calls ``conn.interrupt()`` when ``ctx.cancelled`` is set or
 ``ctx.timeout`` has passed; the loop also checks between statements.
 
-``auth``/``credentials`` (cloud secrets for gs:// and s3://) are not used: this
-tool works on local files only.
+``auth`` (or ``credentials``) names s3/gcs credentials for s3:// and gs://
+URIs: one credential name, or a map of aliases to names. Each becomes a
+temporary DuckDB secret (KEY_ID, SECRET, REGION, ENDPOINT, URL_STYLE,
+USE_SSL, SCOPE from the credential's fields). Remote files need DuckDB's
+httpfs extension; it is loaded from the ``duckdb-ext-httpfs`` package when
+that is installed (the connectors extra), so nothing is downloaded at run
+time.
 """
 
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import json
+import re
+from functools import cache
+from pathlib import Path
 from typing import Any
 
 import duckdb
 
-from workers.tools.base import Stopwatch, ToolContext, Watchdog, error, jsonable, ok
+from workers.tools.base import (
+    CredentialError,
+    Stopwatch,
+    ToolContext,
+    Watchdog,
+    error,
+    first_field,
+    jsonable,
+    ok,
+)
 from workers.tools.sqlsplit import SqlConfigError, split_statements, sql_from_config
 
 _STATUS_COLUMNS = (["Count"], ["Success"])
@@ -57,15 +75,140 @@ def _run(config: dict[str, Any], ctx: ToolContext) -> dict[str, Any]:
         return error("config", "exactly_once needs an effect key; none was given")
     if ctx.cancelled.is_set():
         return error("cancelled", "cancelled before opening the database")
+    try:
+        secrets = [
+            secret_statement(alias, fields)
+            for alias, fields in cloud_secrets(config, ctx).items()
+        ]
+    except CredentialError as exc:
+        return error("credential", str(exc))
     database = str(config.get("database") or ":memory:")
     try:
-        conn = duckdb.connect(database)
+        conn = duckdb.connect(database, config=connect_config())
     except duckdb.Error as exc:
         return error("connection", f"cannot open duckdb {database}: {exc}")
     try:
+        if secrets:
+            try:
+                _create_secrets(conn, secrets)
+            except duckdb.Error as exc:
+                return error("credential", f"cannot use the credentials: {exc}")
         return _execute(conn, statements, once, ctx)
     finally:
         conn.close()
+
+
+# --- Remote files: the httpfs extension and cloud secrets. ----------------------
+
+_S3_TYPES = {"s3", "aws", "minio", "r2"}
+_GCS_TYPES = {"gcs", "gcs_hmac", "gs", "google_storage"}
+_SECRET_NAME = re.compile(r"[^A-Za-z0-9_]")
+
+
+@cache
+def httpfs_directory() -> str | None:
+    """The extension directory the duckdb-ext-httpfs package installs, when it
+    holds an httpfs build for this DuckDB version."""
+    spec = importlib.util.find_spec("duckdb_ext")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    for location in spec.submodule_search_locations:
+        root = Path(location) / "extensions"
+        if list(root.glob(f"v{duckdb.__version__}/*/httpfs.duckdb_extension")):
+            return str(root)
+    return None
+
+
+def connect_config() -> dict[str, Any]:
+    directory = httpfs_directory()
+    if directory is None:
+        return {}
+    # Load what is shipped; never reach the network for an extension.
+    return {
+        "extension_directory": directory,
+        "autoinstall_known_extensions": False,
+        "autoload_known_extensions": True,
+    }
+
+
+def cloud_secrets(config: dict[str, Any], ctx: ToolContext) -> dict[str, dict]:
+    """alias -> credential fields, from ``auth``/``credentials``/``credential``."""
+    ref = config.get("auth") or config.get("credentials") or config.get("credential")
+    if not ref:
+        return {}
+    if isinstance(ref, str):
+        return {ref: dict(ctx.credential(ref))}
+    if not isinstance(ref, dict):
+        raise CredentialError("auth must be a credential name or a map")
+    if {"source", "key", "name", "fields"} & set(ref):
+        name = ref.get("key") or ref.get("name")
+        if isinstance(ref.get("fields"), dict):
+            return {str(name or "inline"): dict(ref["fields"])}
+        if not name:
+            raise CredentialError("auth names no credential")
+        return {str(name): dict(ctx.credential(str(name)))}
+    found = {}
+    for alias, item in ref.items():
+        name = item.get("key") or item.get("name") if isinstance(item, dict) else item
+        if not name:
+            raise CredentialError(f"auth alias {alias!r} names no credential")
+        found[str(alias)] = dict(ctx.credential(str(name)))
+    return found
+
+
+def secret_statement(alias: str, fields: dict[str, Any]) -> str:
+    """``CREATE TEMPORARY SECRET`` for one s3 or gcs credential."""
+    kind = str(fields.get("type") or "").lower()
+    if kind in _S3_TYPES:
+        secret_type = "s3"
+    elif kind in _GCS_TYPES:
+        secret_type = "gcs"
+    else:
+        raise CredentialError(
+            f"credential for {alias!r} has type {kind or 'none'!r}; duckdb takes "
+            "s3 or gcs credentials for remote files"
+        )
+    options = {
+        "KEY_ID": first_field(
+            fields, "key_id", "access_key_id", "aws_access_key_id", "hmac_key_id"
+        ),
+        "SECRET": first_field(
+            fields,
+            "secret",
+            "secret_access_key",
+            "aws_secret_access_key",
+            "hmac_secret",
+        ),
+        "REGION": first_field(fields, "region", "aws_region"),
+        "SESSION_TOKEN": first_field(fields, "session_token"),
+        "SCOPE": first_field(fields, "scope"),
+    }
+    endpoint = first_field(fields, "endpoint", "endpoint_url")
+    if endpoint:
+        text = str(endpoint)
+        options["ENDPOINT"] = re.sub(r"^https?://", "", text).rstrip("/")
+        options["USE_SSL"] = not text.startswith("http://")
+        options["URL_STYLE"] = first_field(fields, "url_style") or "path"
+    listed = ", ".join(
+        f"{key} {_literal(value)}"
+        for key, value in options.items()
+        if value is not None
+    )
+    name = _SECRET_NAME.sub("_", alias)
+    return f'CREATE OR REPLACE TEMPORARY SECRET "{name}" (TYPE {secret_type}, {listed})'
+
+
+def _literal(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+def _create_secrets(conn: duckdb.DuckDBPyConnection, statements: list[str]) -> None:
+    if httpfs_directory() is not None:
+        conn.execute("LOAD httpfs")
+    for statement in statements:
+        conn.execute(statement)
 
 
 def _truthy(value: Any) -> bool:
@@ -167,7 +310,28 @@ def _statement_error(
     if statement is not None:
         details["statement"] = statement[:500]
     prefix = f"statement {index}: " if index else ""
-    return error("sql", f"{prefix}{text}", code=type(exc).__name__, duckdb=details)
+    kind, retryable = _remote_kind(exc, text)
+    return error(
+        kind,
+        f"{prefix}{text}",
+        retryable=retryable,
+        code=type(exc).__name__,
+        duckdb=details,
+    )
+
+
+def _remote_kind(exc: duckdb.Error, text: str) -> tuple[str, bool]:
+    """``auth`` or ``connection`` for a remote file's failure; else ``sql``."""
+    if isinstance(exc, duckdb.HTTPException):
+        if "(HTTP 401)" in text or "(HTTP 403)" in text:
+            return "auth", False
+        if re.search(r"\(HTTP 5\d\d\)", text):
+            return "server_error", True
+    if isinstance(exc, duckdb.IOException) and "could not establish connection" in (
+        text.lower()
+    ):
+        return "connection", True
+    return "sql", False
 
 
 def _first_part(text: str) -> str:
