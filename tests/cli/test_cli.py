@@ -133,7 +133,7 @@ def test_it_registers_an_unsupported_tool_kind_with_a_warning(home: Path) -> Non
     assert done.returncode == 0, done.stderr
     assert "registered tests/errors_unsupported v1" in done.stdout
     assert "workflow[0].tool.kind (line 6)" in done.stderr
-    assert "tool kind 'snowflake' is not supported by this NoETL version" in done.stderr
+    assert "tool kind 'container' is not supported by this NoETL version" in done.stderr
 
 
 def test_it_resolves_keychain_entries_when_read_and_masks_their_values(
