@@ -171,6 +171,18 @@ def error(
     return {"status": "error", "error": err, **extra}
 
 
+class ConfigError(ValueError):
+    """A task's config cannot be run as given; the message says why."""
+
+
+class Stop(Exception):
+    """Ends a tool's run early with a ready outcome envelope."""
+
+    def __init__(self, outcome: dict[str, Any]) -> None:
+        super().__init__((outcome.get("error") or {}).get("message") or "stopped")
+        self.outcome = outcome
+
+
 class Stopwatch:
     """Measures a tool call for ``meta.duration_ms``."""
 

@@ -21,7 +21,9 @@ from clickhouse_driver import Client
 from clickhouse_driver import errors as ch_errors
 
 from workers.tools.base import (
+    ConfigError,
     CredentialError,
+    Stop,
     Stopwatch,
     ToolContext,
     Watchdog,
@@ -44,18 +46,6 @@ _INLINE_VALUES = re.compile(r"^\s*INSERT\b.*?\bVALUES\s*\(", re.IGNORECASE | re.
 FIRST_INLINE_VALUES_MAJOR = 19
 
 
-class _ConfigError(ValueError):
-    """The config cannot be run as given."""
-
-
-class _Stop(Exception):
-    """Ends the run early with a ready outcome."""
-
-    def __init__(self, outcome: dict[str, Any]) -> None:
-        super().__init__("stop")
-        self.outcome = outcome
-
-
 @dataclass
 class _Target:
     params: dict[str, Any] = field(default_factory=dict)
@@ -75,7 +65,7 @@ def _run(config: dict[str, Any], ctx: ToolContext) -> dict[str, Any]:
         target = connection_target(config, ctx)
     except CredentialError as exc:
         return error("credential", str(exc))
-    except (SqlConfigError, _ConfigError) as exc:
+    except (SqlConfigError, ConfigError) as exc:
         return error("config", str(exc))
     if not statements and insert is None:
         return error("config", "nothing to run: give SQL (command/query) or insert")
@@ -86,7 +76,7 @@ def _run(config: dict[str, Any], ctx: ToolContext) -> dict[str, Any]:
         with Watchdog(ctx, ctx.timeout, client.disconnect) as dog:
             try:
                 return ok(_execute(client, statements, insert, dog, target))
-            except _Stop as stop:
+            except Stop as stop:
                 return stop.outcome
             except (ch_errors.Error, OSError, EOFError) as exc:
                 return _failure(exc, 0, None, dog, target)
@@ -120,13 +110,13 @@ def _insert(config: dict[str, Any]) -> dict[str, Any] | None:
     if spec is None:
         return None
     if not isinstance(spec, dict):
-        raise _ConfigError("insert must be a map with table and rows")
+        raise ConfigError("insert must be a map with table and rows")
     table = str(spec.get("table") or "")
     if not _IDENTIFIER.match(table):
-        raise _ConfigError(f"insert.table {table!r} is not a table name (db.table)")
+        raise ConfigError(f"insert.table {table!r} is not a table name (db.table)")
     rows = spec.get("rows")
     if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
-        raise _ConfigError("insert.rows must be a list of maps (column: value)")
+        raise ConfigError("insert.rows must be a list of maps (column: value)")
     return {"table": table, "rows": rows}
 
 
@@ -145,7 +135,7 @@ def connection_target(config: dict[str, Any], ctx: ToolContext) -> _Target:
         params.update(_from_url(str(url)))
     host = first_field(fields, "host", "db_host", "hostname")
     if host is None and not params:
-        raise _ConfigError(
+        raise ConfigError(
             "no connection given: set auth to a credential name (host, port, "
             "user, password, database) or host"
         )
@@ -177,7 +167,7 @@ def _from_url(url: str) -> dict[str, Any]:
         url,
     )
     if not match:
-        raise _ConfigError("url must look like clickhouse://user:password@host:9000/db")
+        raise ConfigError("url must look like clickhouse://user:password@host:9000/db")
     parts = {k: v for k, v in match.groupdict().items() if v}
     if "port" in parts:
         parts["port"] = int(parts["port"])
@@ -212,12 +202,12 @@ def _execute(
     result: dict[str, Any] = {}
     for index, statement in enumerate(statements, start=1):
         if dog.fired:
-            raise _Stop(_interrupted(dog, index))
+            raise Stop(_interrupted(dog, index))
         try:
             _refuse_inline_values(client, statement, index)
             rows, columns = client.execute(statement, with_column_types=True)
         except (ch_errors.Error, OSError, EOFError) as exc:
-            raise _Stop(_failure(exc, index, statement, dog, target)) from exc
+            raise Stop(_failure(exc, index, statement, dog, target)) from exc
         result = _statement_result(client, statement, rows, columns, count)
     if insert is not None:
         result = _insert_rows(client, insert, count, dog, target)
@@ -231,7 +221,7 @@ def _refuse_inline_values(client: Client, statement: str, index: int) -> None:
     info = client.connection.server_info
     if info.version_major < FIRST_INLINE_VALUES_MAJOR:
         version = f"{info.version_major}.{info.version_minor}"
-        raise _Stop(
+        raise Stop(
             error(
                 "config",
                 f"statement {index}: this ClickHouse server ({version}) does not "
@@ -274,7 +264,7 @@ def _insert_rows(
 ) -> dict[str, Any]:
     rows = insert["rows"]
     if dog.fired:
-        raise _Stop(_interrupted(dog, count))
+        raise Stop(_interrupted(dog, count))
     if rows:
         columns = list(rows[0])
         listed = ", ".join(f"`{c}`" for c in columns)
@@ -285,10 +275,10 @@ def _insert_rows(
             outcome = _failure(exc, count, statement, dog, target)
             message = outcome["error"]["message"].split(": ", 1)[-1]
             outcome["error"]["message"] = f"insert into {insert['table']}: {message}"
-            raise _Stop(outcome) from exc
+            raise Stop(outcome) from exc
         except (TypeError, ValueError, KeyError, AttributeError) as exc:
             message = f"insert into {insert['table']}: a value does not fit: {exc}"
-            raise _Stop(error("sql", message, code="value")) from exc
+            raise Stop(error("sql", message, code="value")) from exc
     return {
         "status": "success",
         "row_count": len(rows),

@@ -31,6 +31,7 @@ import duckdb
 
 from workers.tools.base import (
     CredentialError,
+    Stop,
     Stopwatch,
     ToolContext,
     Watchdog,
@@ -48,14 +49,6 @@ _EFFECT_TABLE = (
     " summary VARCHAR NOT NULL,"
     " created_at TIMESTAMP NOT NULL DEFAULT current_timestamp)"
 )
-
-
-class _Stop(Exception):
-    """Ends the run early with a ready outcome."""
-
-    def __init__(self, outcome: dict[str, Any]) -> None:
-        super().__init__("stop")
-        self.outcome = outcome
 
 
 def run(config: dict[str, Any], ctx: ToolContext) -> dict[str, Any]:
@@ -228,7 +221,7 @@ def _execute(
             if once:
                 return _execute_once(conn, statements, ctx.effect_key, dog)
             return ok(_run_all(conn, statements, dog))
-        except _Stop as stop:
+        except Stop as stop:
             return stop.outcome
 
 
@@ -238,12 +231,12 @@ def _run_all(
     result: dict[str, Any] = {}
     for index, statement in enumerate(statements, start=1):
         if dog.fired:
-            raise _Stop(_interrupted(dog, index))
+            raise Stop(_interrupted(dog, index))
         try:
             conn.execute(statement)
             result = _statement_result(conn, statement, len(statements))
         except duckdb.Error as exc:
-            raise _Stop(_statement_error(exc, index, statement, dog)) from exc
+            raise Stop(_statement_error(exc, index, statement, dog)) from exc
     return result
 
 
@@ -355,7 +348,7 @@ def _execute_once(
         conn.execute(_EFFECT_TABLE)
         stored = _stored_summary(conn, key)
     except duckdb.Error as exc:
-        raise _Stop(_statement_error(exc, 0, None, dog)) from exc
+        raise Stop(_statement_error(exc, 0, None, dog)) from exc
     if stored is not None:
         return ok(stored, effect={"key": key, "replayed": True})
     conn.execute("BEGIN TRANSACTION")

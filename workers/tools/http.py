@@ -20,6 +20,7 @@ from typing import Any
 import httpx
 
 from workers.tools.base import (
+    ConfigError,
     CredentialError,
     Stopwatch,
     ToolContext,
@@ -32,10 +33,6 @@ _QUERY_METHODS = {"GET", "DELETE", "HEAD", "OPTIONS"}
 _FALSE = {"false", "no", "off", "0", ""}
 _POLL_S = 0.05
 _SNIPPET = 200
-
-
-class _ConfigError(ValueError):
-    """The tool config cannot make a request."""
 
 
 @dataclass
@@ -60,7 +57,7 @@ def run(config: dict[str, Any], ctx: ToolContext) -> dict[str, Any]:
         request = build_request(config, ctx)
     except CredentialError as exc:
         return watch.stamp(error("credential", str(exc)))
-    except _ConfigError as exc:
+    except ConfigError as exc:
         return watch.stamp(error("config", str(exc)))
     if ctx.cancelled.is_set():
         return watch.stamp(error("cancelled", f"{request.label}: cancelled"))
@@ -71,7 +68,7 @@ def run(config: dict[str, Any], ctx: ToolContext) -> dict[str, Any]:
 
 
 def build_request(config: dict[str, Any], ctx: ToolContext) -> _Request:
-    """The request a config describes. Raises _ConfigError or CredentialError."""
+    """The request a config describes. Raises ConfigError or CredentialError."""
     method = str(config.get("method") or "GET").upper()
     request = _Request(method=method, url=_url(config))
     request.headers = _headers(config.get("headers"))
@@ -93,14 +90,14 @@ def _url(config: dict[str, Any]) -> str:
         for key in ("url", "endpoint"):
             if source.get(key):
                 return str(source[key])
-    raise _ConfigError("no url given: set url or endpoint")
+    raise ConfigError("no url given: set url or endpoint")
 
 
 def _headers(raw: Any) -> dict[str, str]:
     if not raw:
         return {}
     if not isinstance(raw, dict):
-        raise _ConfigError("headers must be a map")
+        raise ConfigError("headers must be a map")
     return {str(k): _header_value(v) for k, v in raw.items() if v is not None}
 
 
@@ -155,7 +152,7 @@ def _timeout(config: dict[str, Any], ctx: ToolContext) -> httpx.Timeout:
             return httpx.Timeout(connect=connect, read=read, write=write, pool=pool)
         return httpx.Timeout(parse_seconds(raw, default))
     except ValueError as exc:
-        raise _ConfigError(f"bad timeout: {exc}") from exc
+        raise ConfigError(f"bad timeout: {exc}") from exc
 
 
 def _set_idempotency_key(
@@ -214,7 +211,7 @@ def _encode(value: Any, request: _Request, form: bool = False) -> dict[str, Any]
         return {"content": value.encode("utf-8")}
     if form or "application/x-www-form-urlencoded" in content_type:
         if not isinstance(value, dict):
-            raise _ConfigError("a form-encoded body must be a map")
+            raise ConfigError("a form-encoded body must be a map")
         return {"data": {k: _form_value(v) for k, v in value.items()}}
     if "multipart/form-data" in content_type and isinstance(value, dict):
         _drop_header(request.headers, "Content-Type")  # httpx adds the boundary

@@ -24,7 +24,9 @@ from nats import errors as nats_errors
 from nats.js import errors as js_errors
 
 from workers.tools.base import (
+    ConfigError,
     CredentialError,
+    Stop,
     Stopwatch,
     ToolContext,
     credential_fields,
@@ -53,18 +55,6 @@ OPERATIONS = (
 )
 
 
-class _ConfigError(ValueError):
-    """The request cannot be made as given."""
-
-
-class _Failed(Exception):
-    """Ends the call with a ready outcome."""
-
-    def __init__(self, outcome: dict[str, Any]) -> None:
-        super().__init__(outcome["error"]["message"])
-        self.outcome = outcome
-
-
 def run(config: dict[str, Any], ctx: ToolContext) -> dict[str, Any]:
     watch = Stopwatch()
     return watch.stamp(_run(config, ctx))
@@ -77,7 +67,7 @@ def _run(config: dict[str, Any], ctx: ToolContext) -> dict[str, Any]:
         timeout = parse_seconds(config.get("timeout"), ctx.timeout)
     except CredentialError as exc:
         return error("credential", str(exc))
-    except (_ConfigError, ValueError) as exc:
+    except (ConfigError, ValueError) as exc:
         return error("config", str(exc))
     if ctx.cancelled.is_set():
         return error("cancelled", "cancelled before connecting")
@@ -89,7 +79,7 @@ def _operation(config: dict[str, Any]) -> str:
     operation = str(raw or "").strip().lower()
     if operation not in OPERATIONS:
         given = f"{raw!r} is not an operation" if raw else "no operation given"
-        raise _ConfigError(f"{given}: use one of {', '.join(OPERATIONS)}")
+        raise ConfigError(f"{given}: use one of {', '.join(OPERATIONS)}")
     return operation
 
 
@@ -142,7 +132,7 @@ async def _connect(options: dict[str, Any]) -> Any:
             error_cb=remember,
         )
     except Exception as exc:  # every failure is reported
-        raise _Failed(_connect_error(options, exc, problems)) from exc
+        raise Stop(_connect_error(options, exc, problems)) from exc
 
 
 def _connect_error(
@@ -181,7 +171,7 @@ async def _guarded(
             return error("timeout", message, retryable=True)
     try:
         return task.result()
-    except _Failed as failed:
+    except Stop as failed:
         return failed.outcome
 
 
@@ -194,9 +184,9 @@ async def _perform(
         try:
             handler = _HANDLERS[operation]
             return ok(await handler(js, config))
-        except _Failed:
+        except Stop:
             raise
-        except _ConfigError as exc:
+        except ConfigError as exc:
             return error("config", f"nats {operation}: {exc}")
         except (js_errors.Error, nats_errors.Error) as exc:
             return _operation_error(operation, config, exc)
@@ -235,13 +225,13 @@ def _decoded(raw: bytes | None, config: dict[str, Any]) -> Any:
     try:
         return decode_value(raw, str(config.get("format") or ""))
     except ValueError as exc:
-        raise _ConfigError(str(exc)) from exc
+        raise ConfigError(str(exc)) from exc
 
 
 def _required(config: dict[str, Any], *keys: str) -> str:
     value = first_field(config, *keys)
     if value is None:
-        raise _ConfigError(f"{keys[0]} is required")
+        raise ConfigError(f"{keys[0]} is required")
     return str(value)
 
 
@@ -255,8 +245,8 @@ def _payload(config: dict[str, Any]) -> bytes:
             try:
                 return encode_value(config[key], str(config.get("encoding") or ""))
             except ValueError as exc:
-                raise _ConfigError(str(exc)) from exc
-    raise _ConfigError("value is required")
+                raise ConfigError(str(exc)) from exc
+    raise ConfigError("value is required")
 
 
 # --- Key-value. ------------------------------------------------------------------
@@ -374,7 +364,7 @@ async def _js_publish(js: Any, config: dict[str, Any]) -> dict[str, Any]:
     subject = _required(config, "subject")
     headers = config.get("headers") or None
     if headers is not None and not isinstance(headers, dict):
-        raise _ConfigError("headers must be a map")
+        raise ConfigError("headers must be a map")
     ack = await js.publish(
         subject,
         _payload(config),

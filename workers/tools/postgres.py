@@ -28,10 +28,13 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from workers.tools.base import (
+    ConfigError,
     CredentialError,
+    Stop,
     Stopwatch,
     ToolContext,
     Watchdog,
+    credential_fields,
     error,
     jsonable,
     ok,
@@ -68,18 +71,6 @@ _EFFECT_TABLE = (
 )
 
 
-class _ConfigError(ValueError):
-    """The config does not say where to connect."""
-
-
-class _Stop(Exception):
-    """Ends an exactly-once transaction (rolled back) with a ready outcome."""
-
-    def __init__(self, outcome: dict[str, Any]) -> None:
-        super().__init__("stop")
-        self.outcome = outcome
-
-
 class _AlreadyClaimed(Exception):
     """Another delivery committed the same effect key first."""
 
@@ -108,7 +99,7 @@ def _run(config: dict[str, Any], ctx: ToolContext) -> dict[str, Any]:
         target = connection_target(config, ctx)
     except SqlConfigError as exc:
         return error("config", str(exc))
-    except _ConfigError as exc:
+    except ConfigError as exc:
         return error("config", str(exc))
     except CredentialError as exc:
         return error("credential", str(exc))
@@ -133,13 +124,13 @@ def _truthy(value: Any) -> bool:
 
 def connection_target(config: dict[str, Any], ctx: ToolContext) -> _Target:
     """The connection a config names (credential fields, then inline keys)."""
-    fields = _credential_fields(config, ctx)
+    fields = credential_fields(config, ctx)
     for key in _INLINE_KEYS:
         if config.get(key) not in (None, ""):
             fields[key] = config[key]
     values = {name: _first(fields, keys) for name, keys in _FIELDS.items()}
     if not any(values.values()):
-        raise _ConfigError(
+        raise ConfigError(
             "no connection given: set auth to a credential name, or db_host, "
             "db_name, db_user (or dsn)"
         )
@@ -149,23 +140,6 @@ def connection_target(config: dict[str, Any], ctx: ToolContext) -> _Target:
     target = _Target(conninfo=dsn, params=params, secret=secret)
     target.label = _label(target)
     return target
-
-
-def _credential_fields(config: dict[str, Any], ctx: ToolContext) -> dict[str, Any]:
-    ref = config.get("auth") or config.get("credential") or config.get("credentials")
-    if not ref:
-        return {}
-    if isinstance(ref, str):
-        return dict(ctx.credential(ref))
-    if not isinstance(ref, dict):
-        raise _ConfigError("auth must be a credential name or a map")
-    name = ref.get("key") or ref.get("name") or ref.get("credential")
-    if str(ref.get("source", "")).lower() == "credential" or (name and len(ref) == 1):
-        if not name:
-            raise CredentialError("auth source is credential but names none")
-        return dict(ctx.credential(str(name)))
-    inline = ref.get("fields") if isinstance(ref.get("fields"), dict) else ref
-    return dict(inline)
 
 
 def _first(fields: dict[str, Any], keys: tuple[str, ...]) -> Any:
@@ -258,7 +232,7 @@ def _connect_and_execute(
                 if once:
                     return _execute_once(conn, statements, ctx, dog)
                 return _execute_each(conn, statements, dog)
-            except _Stop as stop:
+            except Stop as stop:
                 return stop.outcome
             except psycopg.Error as exc:  # bookkeeping or a broken connection
                 return _statement_error(exc, 0, len(statements), dog, target)
@@ -282,14 +256,14 @@ def _run_statement(
     count: int,
     dog: Watchdog,
 ) -> dict[str, Any]:
-    """Execute one statement; raise _Stop with the error outcome if it fails."""
+    """Execute one statement; raise Stop with the error outcome if it fails."""
     if dog.fired:
-        raise _Stop(_interrupted(dog, index))
+        raise Stop(_interrupted(dog, index))
     try:
         cur.execute(statement)  # type: ignore[arg-type]  # no params: sent as is
         return _statement_result(cur, count)
     except psycopg.Error as exc:
-        raise _Stop(_statement_error(exc, index, count, dog, statement)) from exc
+        raise Stop(_statement_error(exc, index, count, dog, statement)) from exc
 
 
 def _statement_result(cur: psycopg.Cursor[Any], count: int) -> dict[str, Any]:

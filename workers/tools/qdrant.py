@@ -26,6 +26,7 @@ import warnings
 from typing import Any
 
 from workers.tools.base import (
+    ConfigError,
     CredentialError,
     Stopwatch,
     ToolContext,
@@ -54,10 +55,6 @@ DISTANCES = {
 _WORD = re.compile(r"\w+", re.UNICODE)
 
 
-class _ConfigError(ValueError):
-    """The request cannot be made as given."""
-
-
 def run(config: dict[str, Any], ctx: ToolContext) -> dict[str, Any]:
     watch = Stopwatch()
     return watch.stamp(_run(config, ctx))
@@ -69,7 +66,7 @@ def _run(config: dict[str, Any], ctx: ToolContext) -> dict[str, Any]:
         target = _target(config, ctx)
     except CredentialError as exc:
         return error("credential", str(exc))
-    except _ConfigError as exc:
+    except ConfigError as exc:
         return error("config", str(exc))
     if ctx.cancelled.is_set():
         return error("cancelled", "cancelled before connecting")
@@ -82,7 +79,7 @@ def _run(config: dict[str, Any], ctx: ToolContext) -> dict[str, Any]:
         return error("connection", message, retryable=True)
     try:
         return ok(_HANDLERS[operation](client, config))
-    except _ConfigError as exc:
+    except ConfigError as exc:
         return error("config", f"qdrant {operation}: {exc}")
     except qdrant_errors.UnexpectedResponse as exc:
         return _response_error(operation, target, exc)
@@ -102,7 +99,7 @@ def _operation(config: dict[str, Any]) -> str:
     operation = str(raw or "").strip().lower()
     if operation not in OPERATIONS:
         given = f"{raw!r} is not an operation" if raw else "no operation given"
-        raise _ConfigError(f"{given}: use one of {', '.join(OPERATIONS)}")
+        raise ConfigError(f"{given}: use one of {', '.join(OPERATIONS)}")
     return operation
 
 
@@ -129,7 +126,7 @@ def _local_path(given: Any) -> str:
     home = noetl_home()
     target = (home / str(given or "qdrant")).resolve()
     if not target.is_relative_to(home):
-        raise _ConfigError(
+        raise ConfigError(
             f"path {str(given)!r} is outside NOETL_HOME ({home}); give a path "
             "relative to it"
         )
@@ -183,7 +180,7 @@ def hashed_embedding(text: str, size: int) -> list[float]:
 def _collection(config: dict[str, Any]) -> str:
     name = first_field(config, "collection", "collection_name")
     if name is None:
-        raise _ConfigError("collection is required")
+        raise ConfigError("collection is required")
     return str(name)
 
 
@@ -193,13 +190,13 @@ def _vector(item: dict[str, Any], size: int | None, where: str) -> list[float]:
         if not isinstance(vector, list) or not all(
             isinstance(v, int | float) and not isinstance(v, bool) for v in vector
         ):
-            raise _ConfigError(f"{where}: vector must be a list of numbers")
+            raise ConfigError(f"{where}: vector must be a list of numbers")
         return [float(v) for v in vector]
     if item.get("text") is not None:
         if not size:
-            raise _ConfigError(f"{where}: text needs the collection's vector size")
+            raise ConfigError(f"{where}: text needs the collection's vector size")
         return hashed_embedding(str(item["text"]), size)
-    raise _ConfigError(f"{where}: give vector or text")
+    raise ConfigError(f"{where}: give vector or text")
 
 
 def _point_id(value: Any, where: str) -> int | str:
@@ -212,9 +209,7 @@ def _point_id(value: Any, where: str) -> int | str:
             return str(uuid.UUID(value))
         except ValueError:
             pass
-    raise _ConfigError(
-        f"{where}: id {value!r} must be a non-negative integer or a UUID"
-    )
+    raise ConfigError(f"{where}: id {value!r} must be a non-negative integer or a UUID")
 
 
 def _vector_size(client: Any, collection: str) -> int | None:
@@ -229,7 +224,7 @@ def _filter(raw: Any) -> Any:
     from qdrant_client import models
 
     if not isinstance(raw, dict):
-        raise _ConfigError("filter must be a map of payload field to value")
+        raise ConfigError("filter must be a map of payload field to value")
     return models.Filter(
         must=[
             models.FieldCondition(key=str(k), match=models.MatchValue(value=v))
@@ -248,12 +243,12 @@ def _create_collection(client: Any, config: dict[str, Any]) -> dict[str, Any]:
     try:
         size = int(config.get("size") or config.get("vector_size") or 0)
     except (TypeError, ValueError) as exc:
-        raise _ConfigError("size must be a positive integer") from exc
+        raise ConfigError("size must be a positive integer") from exc
     if size <= 0:
-        raise _ConfigError("size (the vector dimension) must be a positive integer")
+        raise ConfigError("size (the vector dimension) must be a positive integer")
     distance = str(config.get("distance") or "cosine").lower()
     if distance not in DISTANCES:
-        raise _ConfigError(f"distance must be one of {', '.join(DISTANCES)}")
+        raise ConfigError(f"distance must be one of {', '.join(DISTANCES)}")
     exists = client.collection_exists(name)
     if exists and truthy(config.get("recreate")):
         client.delete_collection(name)
@@ -279,7 +274,7 @@ def _upsert(client: Any, config: dict[str, Any]) -> dict[str, Any]:
     name = _collection(config)
     points = config.get("points")
     if not isinstance(points, list) or not all(isinstance(p, dict) for p in points):
-        raise _ConfigError("points must be a list of maps {id, vector | text, payload}")
+        raise ConfigError("points must be a list of maps {id, vector | text, payload}")
     size = (
         _vector_size(client, name) if any("vector" not in p for p in points) else None
     )
@@ -288,7 +283,7 @@ def _upsert(client: Any, config: dict[str, Any]) -> dict[str, Any]:
         where = f"point {index}"
         payload = point.get("payload") or {}
         if not isinstance(payload, dict):
-            raise _ConfigError(f"{where}: payload must be a map")
+            raise ConfigError(f"{where}: payload must be a map")
         structs.append(
             models.PointStruct(
                 id=_point_id(point.get("id"), where),
@@ -308,7 +303,7 @@ def _search(client: Any, config: dict[str, Any]) -> dict[str, Any]:
     try:
         limit = int(config.get("limit") or 10)
     except (TypeError, ValueError) as exc:
-        raise _ConfigError("limit must be an integer") from exc
+        raise ConfigError("limit must be an integer") from exc
     found = client.query_points(
         name,
         query=vector,
@@ -326,7 +321,7 @@ def _delete(client: Any, config: dict[str, Any]) -> dict[str, Any]:
     name = _collection(config)
     ids = config.get("ids")
     if not isinstance(ids, list) or not ids:
-        raise _ConfigError("ids must be a non-empty list")
+        raise ConfigError("ids must be a non-empty list")
     selected = [_point_id(i, "delete") for i in ids]
     client.delete(name, points_selector=models.PointIdsList(points=selected), wait=True)
     return {"collection": name, "deleted": len(selected)}

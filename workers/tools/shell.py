@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from workers.tools.base import (
+    ConfigError,
     CredentialError,
     Stopwatch,
     ToolContext,
@@ -46,10 +47,6 @@ _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _PASSED_THROUGH = ("PATH", "LANG", "LC_ALL", "TZ")
 
 
-class _ConfigError(ValueError):
-    """The config cannot be run as given."""
-
-
 def run(config: dict[str, Any], ctx: ToolContext) -> dict[str, Any]:
     watch = Stopwatch()
     return watch.stamp(_run(config, ctx))
@@ -63,7 +60,7 @@ def _run(config: dict[str, Any], ctx: ToolContext) -> dict[str, Any]:
         timeout = parse_seconds(config.get("timeout"), ctx.timeout)
     except CredentialError as exc:
         return error("credential", str(exc))
-    except (_ConfigError, ValueError) as exc:
+    except (ConfigError, ValueError) as exc:
         return error("config", str(exc))
     for value in secrets:
         ctx.secret(value)
@@ -99,11 +96,11 @@ def commands_from_config(config: dict[str, Any]) -> list[str]:
             continue
         items = raw if isinstance(raw, list) else [raw]
         if not all(isinstance(item, str | int | float) for item in items):
-            raise _ConfigError(f"{key} must be a command line or a list of them")
+            raise ConfigError(f"{key} must be a command line or a list of them")
         commands = [str(item) for item in items if str(item).strip()]
         if commands:
             return commands
-    raise _ConfigError("no command given: set cmds (a list) or command")
+    raise ConfigError("no command given: set cmds (a list) or command")
 
 
 def working_dir(given: Any) -> Path:
@@ -113,13 +110,13 @@ def working_dir(given: Any) -> Path:
     target = (home / str(given)) if given not in (None, "") else home / "work"
     resolved = target.resolve()
     if not resolved.is_relative_to(home):
-        raise _ConfigError(
+        raise ConfigError(
             f"working directory {str(given)!r} is outside NOETL_HOME ({home}); "
             "give a path relative to it"
         )
     resolved.mkdir(parents=True, exist_ok=True)
     if not resolved.is_dir():
-        raise _ConfigError(f"working directory {str(given)!r} is not a directory")
+        raise ConfigError(f"working directory {str(given)!r} is not a directory")
     return resolved
 
 
@@ -139,7 +136,7 @@ def _environment(
         env[_env_name(str(name).upper())] = _env_value(value)
     given = config.get("env") or {}
     if not isinstance(given, dict):
-        raise _ConfigError("env must be a map of names to values")
+        raise ConfigError("env must be a map of names to values")
     for name, value in given.items():
         env[_env_name(str(name))] = _env_value(value)
     secrets |= secret_strings({k.lower(): v for k, v in given.items()})
@@ -148,7 +145,7 @@ def _environment(
 
 def _env_name(name: str) -> str:
     if not _ENV_NAME.match(name):
-        raise _ConfigError(f"{name!r} is not a valid environment variable name")
+        raise ConfigError(f"{name!r} is not a valid environment variable name")
     return name
 
 

@@ -21,7 +21,9 @@ from collections.abc import Callable
 from typing import Any
 
 from workers.tools.base import (
+    ConfigError,
     CredentialError,
+    Stop,
     Stopwatch,
     ToolContext,
     Watchdog,
@@ -52,16 +54,6 @@ _OPTIONAL = (
 )
 
 
-class _ConfigError(ValueError):
-    """The config cannot be run as given."""
-
-
-class _Stop(Exception):
-    def __init__(self, outcome: dict[str, Any]) -> None:
-        super().__init__("stop")
-        self.outcome = outcome
-
-
 def run(config: dict[str, Any], ctx: ToolContext) -> dict[str, Any]:
     watch = Stopwatch()
     return watch.stamp(_run(config, ctx))
@@ -73,7 +65,7 @@ def _run(config: dict[str, Any], ctx: ToolContext) -> dict[str, Any]:
         params = connection_params(config, ctx)
     except CredentialError as exc:
         return error("credential", str(exc))
-    except (SqlConfigError, _ConfigError) as exc:
+    except (SqlConfigError, ConfigError) as exc:
         return error("config", str(exc))
     if not statements:
         return error("config", "the SQL has no statements (only comments?)")
@@ -96,7 +88,7 @@ def connection_params(config: dict[str, Any], ctx: ToolContext) -> dict[str, Any
     account = first_field(fields, "account", "sf_account", "account_identifier")
     user = first_field(fields, "user", "username", "sf_user")
     if not account or not user:
-        raise _ConfigError(
+        raise ConfigError(
             "no Snowflake account or user: set auth to a snowflake credential "
             "(account, user, and password or private_key)"
         )
@@ -175,7 +167,7 @@ def execute(
         with Watchdog(ctx, ctx.timeout, lambda: _abort(cur)) as dog:
             try:
                 return ok(_run_all(cur, statements, dog))
-            except _Stop as stop:
+            except Stop as stop:
                 return stop.outcome
     finally:
         conn.close()
@@ -192,12 +184,12 @@ def _run_all(cur: Any, statements: list[str], dog: Watchdog) -> dict[str, Any]:
     result: dict[str, Any] = {}
     for index, statement in enumerate(statements, start=1):
         if dog.fired:
-            raise _Stop(_interrupted(dog, index))
+            raise Stop(_interrupted(dog, index))
         try:
             cur.execute(statement)
             result = shape_result(cur, len(statements))
         except sf_errors.Error as exc:
-            raise _Stop(_statement_error(exc, index, statement, dog)) from exc
+            raise Stop(_statement_error(exc, index, statement, dog)) from exc
     return result
 
 

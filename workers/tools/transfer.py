@@ -28,7 +28,9 @@ from collections.abc import Iterator
 from typing import Any
 
 from workers.tools.base import (
+    ConfigError,
     CredentialError,
+    Stop,
     Stopwatch,
     ToolContext,
     error,
@@ -41,18 +43,6 @@ TARGETS = ("postgres", "duckdb", "clickhouse", "http")
 DEFAULT_BATCH = 1000
 _TABLE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$")
 _COLUMN = re.compile(r"^[A-Za-z_][A-Za-z0-9_ ]*$")
-
-
-class _ConfigError(ValueError):
-    """The request cannot be made as given."""
-
-
-class _SideError(Exception):
-    """One side failed; ``outcome`` is the error envelope without the count."""
-
-    def __init__(self, outcome: dict[str, Any]) -> None:
-        super().__init__(outcome["error"]["message"])
-        self.outcome = outcome
 
 
 def run(config: dict[str, Any], ctx: ToolContext) -> dict[str, Any]:
@@ -69,9 +59,9 @@ def _run(config: dict[str, Any], ctx: ToolContext) -> dict[str, Any]:
         writer = _WRITERS[target["kind"]](target, ctx)
     except CredentialError as exc:
         return error("credential", str(exc))
-    except _ConfigError as exc:
+    except ConfigError as exc:
         return error("config", str(exc))
-    except _SideError as exc:
+    except Stop as exc:
         return exc.outcome
     copied = batches = 0
     columns: list[str] = []
@@ -86,7 +76,7 @@ def _run(config: dict[str, Any], ctx: ToolContext) -> dict[str, Any]:
                 writer.write(rows)
                 copied += len(rows)
                 batches += 1
-    except _SideError as exc:
+    except Stop as exc:
         return _with_count(exc.outcome, copied)
     finally:
         with contextlib.suppress(Exception):
@@ -113,10 +103,10 @@ def _with_count(outcome: dict[str, Any], copied: int) -> dict[str, Any]:
 def _side(config: dict[str, Any], name: str, kinds: tuple[str, ...]) -> dict[str, Any]:
     side = config.get(name)
     if not isinstance(side, dict):
-        raise _ConfigError(f"{name} must be a map with kind ({', '.join(kinds)})")
+        raise ConfigError(f"{name} must be a map with kind ({', '.join(kinds)})")
     kind = str(side.get("kind") or side.get("type") or "").lower()
     if kind not in kinds:
-        raise _ConfigError(f"{name}.kind must be one of {', '.join(kinds)}")
+        raise ConfigError(f"{name}.kind must be one of {', '.join(kinds)}")
     return {**side, "kind": kind}
 
 
@@ -125,23 +115,23 @@ def _batch_size(config: dict[str, Any]) -> int:
     try:
         size = DEFAULT_BATCH if raw in (None, "") else int(raw)
     except (TypeError, ValueError) as exc:
-        raise _ConfigError("batch_size must be a positive integer") from exc
+        raise ConfigError("batch_size must be a positive integer") from exc
     if size <= 0:
-        raise _ConfigError("batch_size must be a positive integer")
+        raise ConfigError("batch_size must be a positive integer")
     return size
 
 
 def _query(side: dict[str, Any], label: str) -> str:
     query = side.get("query") or side.get("command") or side.get("sql")
     if not query:
-        raise _ConfigError(f"{label}: query is required")
+        raise ConfigError(f"{label}: query is required")
     return str(query)
 
 
 def _table(side: dict[str, Any], label: str) -> str:
     table = str(side.get("table") or "")
     if not _TABLE.match(table):
-        raise _ConfigError(
+        raise ConfigError(
             f"{label}: table {table!r} is not a table name (schema.table)"
         )
     return table
@@ -151,17 +141,17 @@ def _checked_columns(rows: list[dict[str, Any]], label: str) -> list[str]:
     columns = list(rows[0])
     for column in columns:
         if not _COLUMN.match(column):
-            raise _SideError(
+            raise Stop(
                 error("config", f"{label}: column {column!r} is not a plain name")
             )
     return columns
 
 
-def _fail(label: str, exc: Exception) -> _SideError:
+def _fail(label: str, exc: Exception) -> Stop:
     """A driver exception as an error envelope (kinds as in DSL 10.10)."""
     text = " ".join(str(exc).split("Stack trace:", 1)[0].split())[:500]
     kind, retryable = _classify(exc)
-    return _SideError(error(kind, f"{label}: {text}", retryable=retryable))
+    return Stop(error(kind, f"{label}: {text}", retryable=retryable))
 
 
 def _classify(exc: Exception) -> tuple[str, bool]:
@@ -208,7 +198,7 @@ class _PostgresReader(_Reader):
         try:
             self.target = postgres.connection_target(side, ctx)
         except ValueError as exc:
-            raise _ConfigError(f"source postgres: {exc}") from exc
+            raise ConfigError(f"source postgres: {exc}") from exc
         self.batch = batch
 
     def __iter__(self) -> Iterator[list[dict[str, Any]]]:
@@ -283,7 +273,7 @@ class _ClickhouseReader(_Reader):
         try:
             self.target = clickhouse.connection_target(side, ctx)
         except ValueError as exc:
-            raise _ConfigError(f"source clickhouse: {exc}") from exc
+            raise ConfigError(f"source clickhouse: {exc}") from exc
         self.batch = batch
 
     def __iter__(self) -> Iterator[list[dict[str, Any]]]:
@@ -330,11 +320,11 @@ class _HttpReader(_Reader):
         if outcome["status"] != "ok":
             message = f"source http: {outcome['error']['message']}"
             outcome["error"]["message"] = message
-            raise _SideError(error(**_plain(outcome["error"]), message=message))
+            raise Stop(error(**_plain(outcome["error"]), message=message))
         rows = _dig(outcome["data"]["data"], self.path)
         if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
             where = f"at {self.path!r}" if self.path else "(set rows_path)"
-            raise _SideError(
+            raise Stop(
                 error(
                     "config", f"source http: the response has no list of rows {where}"
                 )
@@ -379,7 +369,7 @@ class _PostgresWriter:
         try:
             target = postgres.connection_target(side, ctx)
         except ValueError as exc:
-            raise _ConfigError(f"target postgres: {exc}") from exc
+            raise ConfigError(f"target postgres: {exc}") from exc
         self.label = f"target postgres {target.label}"
         try:
             self.conn = psycopg.connect(
@@ -424,7 +414,7 @@ class _DuckdbWriter:
         self.table = _table(side, "target duckdb")
         database = str(side.get("database") or "")
         if not database or database == ":memory:":
-            raise _ConfigError("target duckdb: database must be a file (not :memory:)")
+            raise ConfigError("target duckdb: database must be a file (not :memory:)")
         self.label = f"target duckdb {database}"
         secrets = [
             duckdb_tool.secret_statement(alias, fields)
@@ -467,7 +457,7 @@ class _ClickhouseWriter:
         try:
             target = clickhouse.connection_target(side, ctx)
         except ValueError as exc:
-            raise _ConfigError(f"target clickhouse: {exc}") from exc
+            raise ConfigError(f"target clickhouse: {exc}") from exc
         self.label = f"target clickhouse {target.label}"
         self.client = Client(**target.params, connect_timeout=10)
 
@@ -484,7 +474,7 @@ class _ClickhouseWriter:
         except (ch_errors.Error, OSError, EOFError) as exc:
             raise _fail(self.label, exc) from exc
         except (TypeError, ValueError, AttributeError) as exc:
-            raise _SideError(
+            raise Stop(
                 error("sql", f"{self.label}: a value does not fit {self.table}: {exc}")
             ) from exc
 
@@ -495,7 +485,7 @@ class _ClickhouseWriter:
 class _HttpWriter:
     def __init__(self, side: dict[str, Any], ctx: ToolContext) -> None:
         if not (side.get("url") or side.get("endpoint")):
-            raise _ConfigError("target http: url is required")
+            raise ConfigError("target http: url is required")
         self.side = {k: v for k, v in side.items() if k != "kind"}
         self.ctx = ctx
 
@@ -508,7 +498,7 @@ class _HttpWriter:
         )
         if outcome["status"] != "ok":
             message = f"target http: {outcome['error']['message']}"
-            raise _SideError(error(**_plain(outcome["error"]), message=message))
+            raise Stop(error(**_plain(outcome["error"]), message=message))
 
     def close(self) -> None:
         pass
