@@ -121,7 +121,8 @@ class DevStack:
 
     def start_web(self) -> None:
         self.web = self._spawn(
-            "web", sys.executable, "-m", "gunicorn", "noetl_site.wsgi:application",
+            "web", sys.executable, "-m", "gunicorn", "-c", "python:noetl_site.gunicorn_conf",
+            "noetl_site.wsgi:application",
             "--bind", f"127.0.0.1:{self.port}", "--workers", "2",
             "--worker-class", "gthread", "--threads", "8", "--timeout", "120",
             "--graceful-timeout", "10", "--no-control-socket", env=self.web_env)

@@ -146,6 +146,33 @@ def formatter_class(choice: str, stream: Any = None) -> str:
     return f"noetl_site.logs.{'Json' if choice == 'json' else 'Text'}Formatter"
 
 
+def gunicorn_logging_config(choice: str) -> dict[str, Any]:
+    """gunicorn's ``logconfig_dict``: its error and access logs through the
+    formatter ``NOETL_LOG_FORMAT`` picks, to stderr."""
+    handler = {"class": "logging.StreamHandler", "formatter": "noetl"}
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"noetl": {"()": formatter_class(choice)}},
+        "handlers": {"stderr": handler},
+        # gunicorn merges this over its defaults, whose root names a handler
+        # of its own: name ours instead.
+        "root": {"handlers": ["stderr"], "level": "WARNING"},
+        "loggers": {
+            "gunicorn.error": {
+                "handlers": ["stderr"],
+                "level": "INFO",
+                "propagate": False,
+            },
+            "gunicorn.access": {
+                "handlers": ["stderr"],
+                "level": "INFO",
+                "propagate": False,
+            },
+        },
+    }
+
+
 def logging_config(choice: str, level: str) -> dict[str, Any]:
     """The LOGGING setting: the noetl tree at ``level``, everything else
     (Django, libraries) at WARNING, all through one formatter to stderr."""

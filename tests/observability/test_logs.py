@@ -174,3 +174,56 @@ def test_the_scheduler_process_logs_an_expired_lease_with_its_run(
     assert expired["execution_id"] == execution.id
     assert expired["command_id"] == task["command_id"]
     assert Command.objects.get(id=task["command_id"]).delivery == 2
+
+
+def test_gunicorn_logs_its_own_lines_through_the_same_json_formatter(
+    tmp_path: Path,
+) -> None:
+    import socket
+    import time
+
+    import httpx
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {**os.environ, "NOETL_LOG_FORMAT": "json", "NOETL_HOME": str(tmp_path)}
+    env.pop("DATABASE_URL", None)
+    env.pop("DJANGO_SETTINGS_MODULE", None)
+    web = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "-c",
+            "python:noetl_site.gunicorn_conf",
+            "noetl_site.wsgi:application",
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--workers",
+            "1",
+            "--no-control-socket",
+        ],
+        cwd=REPO,
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "gunicorn did not come up"
+            time.sleep(0.2)
+    finally:
+        web.terminate()
+        _, err = web.communicate(timeout=30)
+    lines = [json.loads(line) for line in err.splitlines() if line.strip()]
+    assert any(line["message"].startswith("Booting worker") for line in lines)
+    # Every line parsed as JSON above, gunicorn's own included.
+    assert all(line["logger"].startswith(("gunicorn.", "noetl")) for line in lines)
+    assert all(line["process"] == "web" for line in lines)
