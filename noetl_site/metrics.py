@@ -18,7 +18,6 @@ import os
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from nats.errors import Error as NatsError
 from prometheus_client import (
     CollectorRegistry,
     Counter,
@@ -196,7 +195,9 @@ def _heartbeat_ages() -> GaugeMetricFamily:
 
 
 def _consumer_lag() -> Iterator[GaugeMetricFamily]:
+    # Imported here: only a scrape needs NATS, not every process at start.
     from django.conf import settings
+    from nats.errors import Error as NatsError
 
     if not settings.NOETL_NATS_URL:
         return

@@ -12,8 +12,6 @@ import os
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-import httpx
-
 Render = Callable[[Any], Any]
 CredentialLookup = Callable[[str], dict[str, Any]]
 
@@ -108,6 +106,8 @@ class Keychain(Mapping[str, Any]):
         headers = self._render(entry.get("headers") or {})
         data = self._render(entry.get("data") or {})
         form = "json" not in str(headers.get("Content-Type", "")).lower()
+        import httpx  # only a token request needs it (and it is slow to import)
+
         try:
             response = httpx.request(
                 method, endpoint, headers=headers, timeout=_TOKEN_TIMEOUT_S,
