@@ -18,6 +18,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -220,12 +221,20 @@ def main() -> None:
     args = parser.parse_args()
     stack = DevStack(database=args.database, workers=args.workers,
                      concurrency=args.concurrency, port=args.port, fresh=args.fresh)
+    # SIGTERM and SIGHUP, like Ctrl-C, stop the whole stack: by default they
+    # would kill only this process, and the children, in sessions of their
+    # own, would be left running. (A handler, not a blocked mask: children
+    # inherit a mask, and they must still die of SIGTERM.)
+    stop = threading.Event()
+    for number in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(number, lambda *_: stop.set())
     stack.start()
     print(f"export NOETL_SERVER={stack.url}")
     print(f"export NOETL_TOKEN={stack.token}")
     print(f"# logs in {stack.log_dir}; Ctrl-C stops the stack", flush=True)
     try:
-        signal.sigwait({signal.SIGINT, signal.SIGTERM})
+        while not stop.wait(0.5):
+            pass
     finally:
         stack.stop()
 
