@@ -98,6 +98,7 @@ class EmbeddedRuntime:
         # must not start unrelated runs it would abandon on exit.
         self.fire_schedules = fire_schedules
         self._ended = threading.Condition()
+        self.interrupted = threading.Event()
         self._stop = threading.Event()
         self.listeners: list[Callable[[str, list[dict[str, Any]]], None]] = []
         # Set by rings_after() on the writer thread only.
@@ -131,7 +132,11 @@ class EmbeddedRuntime:
     # -- the single writer --------------------------------------------------
 
     def write(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        return self.writer.submit(self._call, fn, args, kwargs).result()
+        try:
+            future = self.writer.submit(self._call, fn, args, kwargs)
+        except RuntimeError:  # the writer was shut down: the process is exiting
+            raise worker_mod.Closed("the embedded runtime has stopped") from None
+        return future.result()
 
     def _call(self, fn: Callable[..., Any], args: tuple, kwargs: dict) -> Any:
         result = fn(*args, **kwargs)
@@ -198,14 +203,18 @@ class EmbeddedRuntime:
         return self.write(
             lambda: Execution.objects.values_list("status", flat=True).get(id=execution_id))
 
-    def wait(self, execution_id: str, timeout: float | None = None) -> str:
-        """Block until the run ends; return its status."""
+    def wait(self, execution_id: str, timeout: float | None = None,
+             interruptible: bool = False) -> str:
+        """Block until the run ends (or, if interruptible, until interrupt()).
+
+        Return the run's status: "running" when the wait was cut short.
+        """
         import time
 
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             status = self.status(execution_id)
-            if status != "running":
+            if status != "running" or (interruptible and self.interrupted.is_set()):
                 return status
             remaining = None if deadline is None else deadline - time.monotonic()
             if remaining is not None and remaining <= 0:
@@ -213,5 +222,19 @@ class EmbeddedRuntime:
             with self._ended:
                 self._ended.wait(min(0.5, remaining) if remaining else 0.5)
 
+    def interrupt(self) -> None:
+        """Cut an interruptible wait() short; safe to call from a signal handler.
+
+        The handler runs on the main thread, which may hold the (reentrant)
+        condition lock already, so taking it here cannot deadlock.
+        """
+        self.interrupted.set()
+        with self._ended:
+            self._ended.notify_all()
+
     def cancel(self, execution_id: str, reason: str = "cancelled by user") -> bool:
-        return self.write(service.cancel, execution_id, reason)
+        cancelled = self.write(service.cancel, execution_id, reason)
+        # A heartbeat now, not at the next tick: its answer names the
+        # cancelled commands, and the worker interrupts their tools at once.
+        self.worker.beat()
+        return cancelled

@@ -13,12 +13,16 @@ refused the call.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import hashlib
 import json
 import os
+import signal
 import sys
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -243,7 +247,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                               task_timeout_s=settings.NOETL_TASK_TIMEOUT_S)
     if progress is not None:
         runtime.listeners.append(progress)
-    with runtime:
+    with runtime, _ctrl_c_interrupts(runtime):
         try:
             execution_id = runtime.start_run(path, version, payload)
         except Exception as exc:
@@ -255,9 +259,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             raise
         if progress is not None:
             progress.roots.add(execution_id)
-        try:
-            status = runtime.wait(execution_id, timeout=args.timeout)
-        except KeyboardInterrupt:
+        status = runtime.wait(execution_id, timeout=args.timeout, interruptible=True)
+        if status == "running" and runtime.interrupted.is_set():
             runtime.cancel(execution_id, "interrupted from the keyboard")
             status = runtime.wait(execution_id, timeout=10)
         if status == "running":
@@ -269,6 +272,32 @@ def cmd_run(args: argparse.Namespace) -> int:
     else:
         print_outcome(doc)
     return EXIT_OK if doc["status"] == "completed" else EXIT_FAILED
+
+
+@contextlib.contextmanager
+def _ctrl_c_interrupts(runtime: Any) -> Iterator[None]:
+    """The first Ctrl-C cancels the run cleanly; a second one quits at once.
+
+    A KeyboardInterrupt raised into the middle of a write to the store would
+    lose the write's answer (the new run's id, say), so the first Ctrl-C only
+    asks the runtime to stop waiting.
+    """
+    ignored = signal.getsignal(signal.SIGINT) is signal.SIG_IGN  # e.g. started with &
+    if ignored or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def on_sigint(signum: int, frame: Any) -> None:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        print("\ninterrupted: cancelling the run (Ctrl-C again to quit at once)",
+              file=sys.stderr)
+        runtime.interrupt()
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def print_outcome(doc: dict[str, Any]) -> None:

@@ -31,6 +31,11 @@ class Stale(Exception):
     """The control plane refused a report: the lease moved on or the run ended."""
 
 
+class Closed(Exception):
+    """The control plane has shut down (the embedded process is exiting):
+    nothing more can be reported, and the run's log says how it ended."""
+
+
 class ControlPlane(Protocol):
     def claim(self, worker_id: str, pool: str, limit: int) -> list[dict[str, Any]]: ...
 
@@ -321,6 +326,9 @@ class Worker:
                 return tasks[0] if tasks else None
             except Stale as exc:
                 log.info("report for %s refused: %s", report["command_id"], exc)
+                return None
+            except Closed:
+                log.info("report for %s dropped: shutting down", report["command_id"])
                 return None
             except Exception:
                 log.exception(

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import select
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -174,3 +176,24 @@ def test_it_shows_the_text_of_a_warning_event(home: Path) -> None:
     shown = noetl(home, "show", json.loads(done.stdout)["execution_id"])
     warning = next(line for line in shown.stdout.splitlines() if " warning " in line)
     assert "No filter named 'nosuchfilter'" in warning
+
+
+def test_ctrl_c_cancels_the_run_and_interrupts_its_task_quietly(home: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k not in SUITE_ONLY}
+    env.update(NOETL_HOME=str(home), NOETL_ENCRYPTION_KEY=KEY)
+    run = subprocess.Popen(
+        [sys.executable, "-m", "noetl_site.cli", "run", str(PLAYBOOKS / "long_sleep.yaml")],
+        env=env, cwd=home.parent, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        start_new_session=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    seen = b""
+    while "\u25b6 start".encode() not in seen:  # the step started: it sleeps 30 s
+        ready, _, _ = select.select([run.stderr], [], [], 60)
+        assert ready, f"the run never started: {seen!r}"
+        seen += os.read(run.stderr.fileno(), 4096)  # unbuffered: no line waits
+    os.killpg(run.pid, signal.SIGINT)
+    # Ending well before the task's 30 s proves the task was interrupted.
+    out, err = (part.decode() for part in run.communicate(timeout=20))
+    assert run.returncode == 1, out + err
+    assert "cancelled" in out and "interrupted from the keyboard" in out
+    assert "Traceback" not in err and "failed (attempt" not in err
