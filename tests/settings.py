@@ -5,7 +5,17 @@ the real server, never SQLite stand-ins or mocks).
 Subprocesses the tests start (``noetl ...``, ``manage.py runworker``) are
 given their own environment and do not read this module."""
 
+import atexit
 import os
+import shutil
+import tempfile
+
+# Whatever the suite keeps under NOETL_HOME (a development key, a local
+# Qdrant store, shell working directories) goes to a directory of this test
+# process, removed at exit, never to the developer's ./.noetl.
+os.environ["NOETL_HOME"] = tempfile.mkdtemp(prefix="noetl-test-home-")
+os.environ.pop("NOETL_QDRANT_PATH", None)
+atexit.register(shutil.rmtree, os.environ["NOETL_HOME"], ignore_errors=True)
 
 os.environ.setdefault(
     "DATABASE_URL",
