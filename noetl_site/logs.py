@@ -173,6 +173,10 @@ def gunicorn_logging_config(choice: str) -> dict[str, Any]:
     }
 
 
+def _at_most_info(level: str) -> str:
+    return "INFO" if level.upper() == "WARNING" else level
+
+
 def logging_config(choice: str, level: str) -> dict[str, Any]:
     """The LOGGING setting: the noetl tree at ``level``, everything else
     (Django, libraries) at WARNING, all through one formatter to stderr."""
@@ -192,6 +196,9 @@ def logging_config(choice: str, level: str) -> dict[str, Any]:
         "root": {"handlers": ["stderr"], "level": "WARNING"},
         "loggers": {
             "noetl": {"handlers": ["stderr"], "level": level, "propagate": False},
+            # A process's start and stop lines show at the default WARNING
+            # level too; only ERROR or CRITICAL silence them.
+            "noetl.lifecycle": {"level": _at_most_info(level)},
             # It logs a traceback per refused connection; the caller says why.
             "clickhouse_driver": {"level": "CRITICAL"},
         },

@@ -168,6 +168,9 @@ def test_the_scheduler_process_logs_an_expired_lease_with_its_run(
         timeout=120,
     )
     assert proc.returncode == 0, proc.stderr
+    # Every line is a log record on stderr (README: `2>&1 | jq` works).
+    assert proc.stdout == ""
+    assert any(r["message"].startswith("scheduler: duties every") for r in _records(proc.stderr))
 
     [expired] = [r for r in _records(proc.stderr) if "expired" in r["message"]]
     assert expired["process"] == "runscheduler" and expired["level"] == "warning"

@@ -27,6 +27,7 @@ from schedules import duty
 from search import service as search
 
 log = logging.getLogger("noetl.executions.scheduler")
+lifecycle = logging.getLogger("noetl.lifecycle")
 # Sleep in slices this short so SIGTERM is honoured promptly.
 SLEEP_SLICE_S = 0.2
 
@@ -61,18 +62,16 @@ class Command(BaseCommand):
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, self.on_signal)
         self.repair_after_s = options["repair_after"]
-        self.stdout.write(
-            f"scheduler: duties every {options['interval']}s, republishing "
-            f"after {options['repair_after']}s"
-        )
-        self.stdout.flush()
+        lifecycle.info("scheduler: duties every %ss, republishing after %ss",
+                 options["interval"], options["repair_after"])
 
         while not self.stopping:
             self.round()
             if options["once"]:
                 break
             self.pause(options["interval"])
-        return "scheduler: stopped"
+        lifecycle.info("scheduler: stopped")
+        return ""
 
     def on_signal(self, *_: Any) -> None:
         self.stopping = True

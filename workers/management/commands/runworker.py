@@ -22,6 +22,7 @@ from workers.feeder import PointerFeeder
 from workers.worker import Worker
 
 log = logging.getLogger("noetl.workers.runworker")
+lifecycle = logging.getLogger("noetl.lifecycle")
 
 
 class Command(BaseCommand):
@@ -69,15 +70,12 @@ class Command(BaseCommand):
         if options["nats"]:
             feeder = PointerFeeder(options["nats"], worker, plane.claim_ids)
             feeder.start()
-        self.stdout.write(f"worker {plane.worker_id} ({plane.name}) in pool "
-                          f"{options['pool']!r}, {options['concurrency']} slot(s), "
-                          f"server {options['server']}, "
-                          f"{'NATS ' + options['nats'] if feeder else 'no NATS'}")
-        self.stdout.flush()
+        lifecycle.info("worker %s (%s) in pool %r, %d slot(s), server %s, %s",
+                 plane.worker_id, plane.name, options["pool"], options["concurrency"],
+                 options["server"], f"NATS {options['nats']}" if feeder else "no NATS")
         while not stop.wait(0.5):
             pass
-        self.stdout.write("stopping: no new work; waiting for running commands")
-        self.stdout.flush()
+        lifecycle.info("stopping: no new work; waiting for running commands")
         started = time.monotonic()
         worker.stopping.set()
         worker.doorbell.ring()
@@ -92,4 +90,4 @@ class Command(BaseCommand):
             plane.deregister()
         except Exception as exc:
             log.warning("could not deregister: %s", exc)
-        self.stdout.write(f"worker {plane.worker_id} stopped")
+        lifecycle.info("worker %s stopped", plane.worker_id)
