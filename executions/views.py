@@ -79,11 +79,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
     counts = queries.status_counts(visible, since, COUNT_CAP)
     failed = queries.runs_queryset(status=Status.FAILED)
     failures = access.viewable(request.user, failed).defer("state", "result")[:10]
-    workers = list(
-        WorkerRegistration.objects.filter(status=WorkerStatus.ACTIVE).order_by(
-            "pool", "name"
-        )
-    )
+    workers = list(WorkerRegistration.objects.present().order_by("pool", "name"))
     health = {"live": 0, "stale": 0}
     for worker in workers:
         health[worker.liveness()] += 1

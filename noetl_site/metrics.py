@@ -177,15 +177,16 @@ def _command_levels() -> Iterator[GaugeMetricFamily]:
 def _heartbeat_ages() -> GaugeMetricFamily:
     from django.utils import timezone
 
-    from workers.models import WorkerRegistration, WorkerStatus
+    from workers.models import WorkerRegistration
 
     family = GaugeMetricFamily(
         "noetl_worker_heartbeat_age_seconds",
-        "Seconds since each registered worker was last heard from.",
+        "Seconds since each registered worker was last heard from "
+        "(workers gone or silent past NOETL_WORKER_GONE_AFTER_S are left out).",
         labels=["worker", "pool"],
     )
     now = timezone.now()
-    rows = WorkerRegistration.objects.filter(status=WorkerStatus.ACTIVE).values_list(
+    rows = WorkerRegistration.objects.present(now).values_list(
         "id", "pool", "last_seen_at"
     )
     for worker_id, pool, seen in rows:

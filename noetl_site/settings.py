@@ -126,6 +126,9 @@ NOETL_WORKERS = env.int("NOETL_WORKERS", default=4)
 NOETL_LEASE_TTL_S = env.float("NOETL_LEASE_TTL_S", default=30.0)
 NOETL_HEARTBEAT_S = env.float("NOETL_HEARTBEAT_S", default=10.0)
 NOETL_IDLE_POLL_S = env.float("NOETL_IDLE_POLL_S", default=2.0)
+# A worker silent this long (killed, its host lost) is shown as gone and
+# leaves the heartbeat metric; it is live again if it ever calls back.
+NOETL_WORKER_GONE_AFTER_S = env.float("NOETL_WORKER_GONE_AFTER_S", default=600.0)
 NOETL_DUTY_INTERVAL_S = env.float("NOETL_DUTY_INTERVAL_S", default=1.0)
 # A queued command nobody claimed for this long gets its pointer republished.
 NOETL_REPAIR_AFTER_S = env.float("NOETL_REPAIR_AFTER_S", default=10.0)

@@ -49,6 +49,27 @@ def stale_after_s() -> float:
     return max(3 * settings.NOETL_HEARTBEAT_S, settings.NOETL_LEASE_TTL_S)
 
 
+def gone_after_s() -> float:
+    """Silence after which an active worker counts as gone (it was killed or
+    its host lost without deregistering). Never shorter than stale."""
+    return max(settings.NOETL_WORKER_GONE_AFTER_S, stale_after_s())
+
+
+class WorkerQuerySet(models.QuerySet):
+    def _heard_since(self, now: datetime | None) -> models.Q:
+        cutoff = (now or timezone.now()) - timedelta(seconds=gone_after_s())
+        return models.Q(last_seen_at__gte=cutoff) | models.Q(
+            last_seen_at__isnull=True, registered_at__gte=cutoff)
+
+    def present(self, now: datetime | None = None) -> WorkerQuerySet:
+        """Registered and heard from within gone_after_s: live or stale."""
+        return self.filter(self._heard_since(now), status=WorkerStatus.ACTIVE)
+
+    def absent(self, now: datetime | None = None) -> WorkerQuerySet:
+        """Deregistered, or silent for longer than gone_after_s."""
+        return self.exclude(self._heard_since(now), status=WorkerStatus.ACTIVE)
+
+
 class WorkerRegistration(models.Model):
     id = models.CharField(primary_key=True, max_length=100)
     name = models.CharField(max_length=200)
@@ -64,6 +85,8 @@ class WorkerRegistration(models.Model):
     last_seen_at = models.DateTimeField(null=True, blank=True)
     deregistered_at = models.DateTimeField(null=True, blank=True)
 
+    objects = WorkerQuerySet.as_manager()
+
     class Meta:
         indexes = [models.Index(fields=["pool", "status"])]
 
@@ -77,11 +100,16 @@ class WorkerRegistration(models.Model):
         return ((now or timezone.now()) - self.last_seen_at).total_seconds()
 
     def liveness(self, now: datetime | None = None) -> str:
-        """``live``, ``stale`` (active but silent too long) or ``gone``."""
+        """``live``, ``stale`` (active but silent for a while) or ``gone``
+        (deregistered, or silent for longer than gone_after_s)."""
         if self.status == WorkerStatus.GONE:
             return "gone"
+        now = now or timezone.now()
         age = self.heartbeat_age_s(now)
-        return "live" if age is not None and age <= stale_after_s() else "stale"
+        if age is not None and age <= stale_after_s():
+            return "live"
+        silent = age if age is not None else (now - self.registered_at).total_seconds()
+        return "gone" if silent > gone_after_s() else "stale"
 
     def touch(self) -> None:
         now = timezone.now()

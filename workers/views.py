@@ -1,5 +1,5 @@
 """The workers page of the browser UI: each registered worker with its
-pool, capacity and heartbeat age, live or stale."""
+pool, capacity and heartbeat age, live, stale or gone."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from django.shortcuts import render
 from django.utils import timezone
 
 from noetl_site.ui import page
-from workers.models import Pool, WorkerRegistration, WorkerStatus, stale_after_s
+from workers.models import Pool, WorkerRegistration, gone_after_s, stale_after_s
 
 # Workers that deregistered stay listed for a while, then drop off the page.
 GONE_SHOWN = 50
@@ -17,26 +17,26 @@ GONE_SHOWN = 50
 @page
 def worker_list(request: HttpRequest) -> HttpResponse:
     now = timezone.now()
-    active = list(
-        WorkerRegistration.objects.filter(status=WorkerStatus.ACTIVE).order_by(
-            "pool", "name"
-        )
-    )
-    gone = list(
-        WorkerRegistration.objects.filter(status=WorkerStatus.GONE).order_by(
-            "-deregistered_at"
-        )[:GONE_SHOWN]
+    present = list(WorkerRegistration.objects.present(now).order_by("pool", "name"))
+    # Deregistered or long silent, most recently heard from first.
+    gone = sorted(
+        WorkerRegistration.objects.absent(now).order_by("-registered_at")[:GONE_SHOWN],
+        key=lambda w: w.deregistered_at or w.last_seen_at or w.registered_at,
+        reverse=True,
     )
     rows = [
         {"worker": w, "state": w.liveness(now), "age_s": w.heartbeat_age_s(now)}
-        for w in active + gone
+        for w in present + gone
     ]
+    pools = set(Pool.objects.values_list("name", flat=True))
+    pools.update(w.pool for w in present)
     return render(
         request,
         "workers/list.html",
         {
             "rows": rows,
-            "pools": Pool.objects.order_by("name").values_list("name", flat=True),
+            "pools": sorted(pools),
             "stale_after_s": stale_after_s(),
+            "gone_after_s": gone_after_s(),
         },
     )

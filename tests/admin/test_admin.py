@@ -224,11 +224,12 @@ def test_keychain_entries_show_expiry_and_never_a_value(browser: Client) -> None
 # -- runtimes and runs -----------------------------------------------------------
 
 
-def test_the_worker_list_shows_live_and_stale_workers(browser: Client) -> None:
+def test_the_worker_list_shows_live_stale_and_gone_workers(browser: Client) -> None:
     now = timezone.now()
     for name, seen, status in [
         ("w-live", now - timedelta(seconds=2), WorkerStatus.ACTIVE),
-        ("w-stale", now - timedelta(hours=3), WorkerStatus.ACTIVE),
+        ("w-stale", now - timedelta(minutes=3), WorkerStatus.ACTIVE),
+        ("w-killed", now - timedelta(hours=3), WorkerStatus.ACTIVE),
         ("w-gone", now - timedelta(seconds=2), WorkerStatus.GONE),
     ]:
         WorkerRegistration.objects.create(
@@ -240,9 +241,10 @@ def test_the_worker_list_shows_live_and_stale_workers(browser: Client) -> None:
             status=status,
         )
     page = browser.get("/admin/workers/workerregistration/").content.decode()
-    rows = {name: _row(page, name) for name in ("w-live", "w-stale", "w-gone")}
+    rows = {name: _row(page, name) for name in ("w-live", "w-stale", "w-killed", "w-gone")}
     assert ">live<" in rows["w-live"] and "2 s" in rows["w-live"]
-    assert ">stale<" in rows["w-stale"] and "3 h" in rows["w-stale"]
+    assert ">stale<" in rows["w-stale"] and "3 min" in rows["w-stale"]
+    assert ">gone<" in rows["w-killed"] and "3 h" in rows["w-killed"]
     assert ">gone<" in rows["w-gone"]
 
 
@@ -288,10 +290,17 @@ def test_an_idle_workers_polling_keeps_it_live(browser: Client, settings: Any) -
     assert registered.status_code == 201
     body = registered.json()
     worker = WorkerRegistration.objects.get(id=body["worker_id"])
+    two_minutes_ago = timezone.now() - timedelta(minutes=2)
+    WorkerRegistration.objects.filter(id=worker.id).update(last_seen_at=two_minutes_ago)
+    worker.refresh_from_db()
+    assert worker.liveness() == "stale"
+    # Silent past NOETL_WORKER_GONE_AFTER_S (killed, say): gone, yet its
+    # token still works if it calls back.
     an_hour_ago = timezone.now() - timedelta(hours=1)
     WorkerRegistration.objects.filter(id=worker.id).update(last_seen_at=an_hour_ago)
     worker.refresh_from_db()
-    assert worker.liveness() == "stale"
+    assert worker.liveness() == "gone"
+    assert not WorkerRegistration.objects.present().filter(id=worker.id).exists()
 
     # An idle worker sends no heartbeats, only claim-next polls.
     polled = Client().post(

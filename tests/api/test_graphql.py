@@ -434,7 +434,8 @@ def test_it_lists_workers_with_heartbeat_age_and_liveness(
 ) -> None:
     Pool.objects.create(name="default")
     _worker("fresh", 1)
-    _worker("silent", 3600)
+    _worker("silent", 120)
+    _worker("killed", 3600)
     _worker("left", 5, status=WorkerStatus.GONE)
 
     query = "{ workers { name liveness heartbeat_age_s } pools { name } }"
@@ -443,6 +444,7 @@ def test_it_lists_workers_with_heartbeat_age_and_liveness(
     found = {row["name"]: row for row in data["workers"]}
     assert found["fresh"]["liveness"] == "live"
     assert found["silent"]["liveness"] == "stale"
+    assert found["killed"]["liveness"] == "gone"
     assert found["left"]["liveness"] == "gone"
     assert 0 < found["fresh"]["heartbeat_age_s"] < 60
     assert data["pools"] == [{"name": "default"}]

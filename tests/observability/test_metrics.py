@@ -126,3 +126,22 @@ def test_metrics_need_the_token_or_a_superuser(client: Client, settings, db) -> 
     assert client.get("/metrics").status_code == 401
     client.force_login(User.objects.create_superuser("root", password="pw"))
     assert client.get("/metrics").status_code == 200
+
+
+def test_heartbeat_ages_leave_out_workers_gone_or_long_silent(client: Client, db) -> None:
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from workers.models import WorkerRegistration, WorkerStatus
+
+    now = timezone.now()
+    for id, silent_s, status in (("w-up", 3, WorkerStatus.ACTIVE),
+                                 ("w-killed", 3600, WorkerStatus.ACTIVE),
+                                 ("w-left", 3, WorkerStatus.GONE)):
+        WorkerRegistration.objects.create(
+            id=id, name=id, pool="default", token_hash=id, status=status,
+            last_seen_at=now - timedelta(seconds=silent_s))
+    ages = {dict(labels)["worker"]: age for (name, labels), age in scrape(client).items()
+            if name == "noetl_worker_heartbeat_age_seconds"}
+    assert set(ages) == {"w-up"} and 3 <= ages["w-up"] < 60

@@ -513,22 +513,23 @@ def test_the_catalog_costs_the_same_statements_for_few_or_many_playbooks(
 # -- workers and the dashboard -----------------------------------------------------
 
 
-def test_workers_show_live_or_stale(browser: Client) -> None:
+def test_workers_show_live_stale_or_gone(browser: Client) -> None:
     now = timezone.now()
-    WorkerRegistration.objects.create(
-        id="w-live", name="alpha", pool="default", token_hash="a", last_seen_at=now
-    )
-    WorkerRegistration.objects.create(
-        id="w-stale",
-        name="beta",
-        pool="default",
-        token_hash="b",
-        last_seen_at=now - timedelta(hours=1),
-    )
+    for id, name, silent_s in (("w-live", "alpha", 0), ("w-stale", "beta", 120),
+                               ("w-killed", "gamma", 3600)):
+        WorkerRegistration.objects.create(
+            id=id, name=name, pool=f"pool-{name}", token_hash=id,
+            last_seen_at=now - timedelta(seconds=silent_s))
     page = html(browser.get("/workers/"))
-    assert "alpha" in page and "beta" in page
+    assert "alpha" in page and "beta" in page and "gamma" in page
     assert page.count(">live</span>") == 1 and page.count(">stale</span>") == 1
-    assert "<strong>1</strong> live" in html(browser.get("/"))
+    # A worker killed an hour ago is gone, not stale forever.
+    assert page.count(">gone</span>") == 1
+    # Pools are those of the workers present, registered pool rows or not.
+    assert "<code>pool-alpha</code>, <code>pool-beta</code>." in page
+    dashboard = html(browser.get("/"))
+    assert "<strong>1</strong> live" in dashboard
+    assert '<strong class="error">1</strong> stale' in dashboard
 
 
 def test_the_dashboard_counts_runs_by_status(

@@ -36,8 +36,9 @@ class WorkerType:
         return root.heartbeat_age_s()
 
     @strawberry_django.field(
-        only=["status", "last_seen_at"],
-        description="live, stale (active but silent too long) or gone",
+        only=["status", "last_seen_at", "registered_at"],
+        description="live, stale (active but silent for a while) or gone "
+        "(deregistered, or silent past NOETL_WORKER_GONE_AFTER_S)",
     )
     def liveness(self, root: WorkerRegistration) -> str:
         return root.liveness()
