@@ -54,7 +54,7 @@ class DevStack:
         self.url = f"http://127.0.0.1:{self.port}"
         self.token = ""
         self.enrollment = base64.urlsafe_b64encode(os.urandom(18)).decode()
-        key = base64.urlsafe_b64encode(b"noetl-devstack-not-for-prod-32b!").decode()
+        self.password = ""
         self.env = {
             k: v for k, v in os.environ.items()
             if k not in ("DJANGO_SETTINGS_MODULE", "DATABASE_URL")
@@ -68,8 +68,14 @@ class DevStack:
             "NOETL_NATS_NAMESPACE": database.replace("_", "-")[-32:],
             "NOETL_SERVER": self.url,
             "NOETL_ENROLLMENT_TOKEN": self.enrollment,
-            "NOETL_ENCRYPTION_KEY": os.environ.get("NOETL_ENCRYPTION_KEY", key),
+            # A key of this stack's own, made once and kept beside its data:
+            # never one written in the source, which anyone could read.
+            "NOETL_ENCRYPTION_KEY": os.environ.get("NOETL_ENCRYPTION_KEY")
+            or self._secret("encryption.key", 32),
             "NOETL_HOME": str(self.home),
+            # Plain http on the loopback: cookies marked Secure would never
+            # come back, and nobody could sign in to the UI.
+            "NOETL_INSECURE_COOKIES": "true",
             "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""),
             "PYTHONUNBUFFERED": "1",
             # Web and scheduler processes write their metrics here and
@@ -94,9 +100,21 @@ class DevStack:
         return subprocess.Popen(args, cwd=REPO, env={**self.env, **(env or {})}, stdout=log,
                                 stderr=subprocess.STDOUT, start_new_session=True)
 
-    def manage(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    def manage(self, *args: str, check: bool = True, env: dict[str, str] | None = None
+               ) -> subprocess.CompletedProcess:
         return subprocess.run([sys.executable, str(REPO / "manage.py"), *args], cwd=REPO,
-                              env=self.env, capture_output=True, text=True, check=check)
+                              env={**self.env, **(env or {})}, capture_output=True,
+                              text=True, check=check)
+
+    def _secret(self, name: str, size: int) -> str:
+        """A random value kept in HOME/name (0600), made on first use."""
+        path = self.home / name
+        if not path.exists():
+            self.home.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as handle:
+                handle.write(base64.urlsafe_b64encode(os.urandom(size)).decode())
+        return path.read_text().strip()
 
     def prepare(self) -> None:
         self.home.mkdir(parents=True, exist_ok=True)
@@ -115,6 +133,11 @@ class DevStack:
         self.manage("migrate", "--noinput")
         self.manage("nats_setup")
         # The stack's one user operates it: a superuser passes every check.
+        # It signs in to the UI with a password of this stack's own.
+        self.password = self._secret("admin-password", 12)
+        self.manage("createsuperuser", "--noinput", "--username", "admin",
+                    "--email", "admin@localhost", check=False,
+                    env={"DJANGO_SUPERUSER_PASSWORD": self.password})
         made = self.manage("createtoken", "admin", "--create", "--superuser",
                            "--name", "devstack", check=False)
         if made.returncode == 0 and made.stdout.strip():
@@ -231,6 +254,8 @@ def main() -> None:
     stack.start()
     print(f"export NOETL_SERVER={stack.url}")
     print(f"export NOETL_TOKEN={stack.token}")
+    print(f"# UI {stack.url}/ : sign in as admin, password {stack.password} "
+          f"(kept in {stack.home / 'admin-password'})")
     print(f"# logs in {stack.log_dir}; Ctrl-C stops the stack", flush=True)
     try:
         while not stop.wait(0.5):

@@ -167,7 +167,7 @@ REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
 }
 LOGIN_URL = "/api/auth/login/"
-LOGIN_REDIRECT_URL = "/api/docs/"
+LOGIN_REDIRECT_URL = "/"  # the dashboard, as after an OAuth sign-in
 
 # -- sign-in, cookies, limits (README "Security") ----------------------------
 # OAuth sign-in through social-auth-app-django: the Auth0 backend, set up from

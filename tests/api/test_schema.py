@@ -39,12 +39,13 @@ def test_the_swagger_ui_is_served_from_this_server(anonymous: APIClient) -> None
     assert response.status_code == 200
 
 
-def test_a_browser_logs_in_and_lands_on_the_docs(
+def test_a_browser_logs_in_and_lands_on_the_dashboard(
     anonymous: APIClient, owner: User
 ) -> None:
     assert anonymous.get("/api/auth/login/").status_code == 200
     response = anonymous.post(
         "/api/auth/login/", {"username": "owner", "password": "pw"}
     )
-    assert response.status_code == 302 and response["Location"] == "/api/docs/"
+    assert response.status_code == 302 and response["Location"] == "/"
+    assert anonymous.get("/").status_code == 200
     assert anonymous.get("/api/docs/").status_code == 200
