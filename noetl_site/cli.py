@@ -22,7 +22,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -247,7 +247,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                               task_timeout_s=settings.NOETL_TASK_TIMEOUT_S)
     if progress is not None:
         runtime.listeners.append(progress)
-    with runtime, _ctrl_c_interrupts(runtime):
+    with runtime, ctrl_c_interrupts(runtime.interrupt):
         try:
             execution_id = runtime.start_run(path, version, payload)
         except Exception as exc:
@@ -275,12 +275,13 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 @contextlib.contextmanager
-def _ctrl_c_interrupts(runtime: Any) -> Iterator[None]:
-    """The first Ctrl-C cancels the run cleanly; a second one quits at once.
+def ctrl_c_interrupts(on_interrupt: Callable[[], None]) -> Iterator[None]:
+    """The first Ctrl-C calls ``on_interrupt`` (the caller then cancels the
+    run cleanly); a second one quits at once.
 
-    A KeyboardInterrupt raised into the middle of a write to the store would
-    lose the write's answer (the new run's id, say), so the first Ctrl-C only
-    asks the runtime to stop waiting.
+    A KeyboardInterrupt raised into the middle of a write to the store or a
+    request to the server would lose its answer (the new run's id, say), so
+    the first Ctrl-C only asks the caller to stop waiting.
     """
     ignored = signal.getsignal(signal.SIGINT) is signal.SIG_IGN  # e.g. started with &
     if ignored or threading.current_thread() is not threading.main_thread():
@@ -291,7 +292,7 @@ def _ctrl_c_interrupts(runtime: Any) -> Iterator[None]:
         signal.signal(signal.SIGINT, signal.default_int_handler)
         print("\ninterrupted: cancelling the run (Ctrl-C again to quit at once)",
               file=sys.stderr)
-        runtime.interrupt()
+        on_interrupt()
 
     previous = signal.signal(signal.SIGINT, on_sigint)
     try:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import threading
 import time
 import uuid
 from datetime import datetime
@@ -145,24 +146,24 @@ def cmd_run(args: argparse.Namespace, client: Client) -> int:
     if candidate.suffix in (".yaml", ".yml") or candidate.is_file():
         registered = _register(client, candidate)
         path, version = registered["path"], registered["version"]
-    try:
-        execution_id = client.start(path, version, payload)["id"]
-    except RemoteError as exc:
-        if exc.status == 404:
-            print(f"error: {exc}", file=sys.stderr)
-            return cli.EXIT_NOT_FOUND
-        raise
-
     progress = None if args.json else cli.Progress()
-    follower = Follower(client, execution_id, progress)
-    try:
-        status = follower.follow(timeout=args.timeout)
-    except KeyboardInterrupt:
-        _cancel_quietly(client, execution_id, "interrupted from the keyboard")
-        status = follower.follow(timeout=10)
-    if status == "running":
-        _cancel_quietly(client, execution_id, f"timed out after {args.timeout}s")
-        status = follower.follow(timeout=10)
+    interrupted = threading.Event()
+    with cli.ctrl_c_interrupts(interrupted.set):
+        try:
+            execution_id = client.start(path, version, payload)["id"]
+        except RemoteError as exc:
+            if exc.status == 404:
+                print(f"error: {exc}", file=sys.stderr)
+                return cli.EXIT_NOT_FOUND
+            raise
+        follower = Follower(client, execution_id, progress)
+        status = follower.follow(timeout=args.timeout, interrupted=interrupted)
+        if status == "running" and interrupted.is_set():
+            _cancel_quietly(client, execution_id, "interrupted from the keyboard")
+            status = follower.follow(timeout=10)
+        if status == "running":
+            _cancel_quietly(client, execution_id, f"timed out after {args.timeout}s")
+            status = follower.follow(timeout=10)
 
     doc = cli.run_document(client.execution(execution_id))
     if args.json:
@@ -193,9 +194,12 @@ class Follower:
         if progress is not None:
             progress.roots.add(execution_id)
 
-    def follow(self, timeout: float | None = None) -> str:
-        """The run's final status, or "running" if ``timeout`` came first."""
+    def follow(self, timeout: float | None = None,
+               interrupted: threading.Event | None = None) -> str:
+        """The run's final status, or "running" if ``timeout`` or
+        ``interrupted`` came first."""
         deadline = None if timeout is None else time.monotonic() + timeout
+        interrupted = interrupted or threading.Event()
         while True:
             page = self.client.events(self.execution_id, self.after_seq)
             events = page["results"]
@@ -208,10 +212,11 @@ class Follower:
             full_page = len(events) >= EVENTS_PAGE
             if page["status"] != "running" and not full_page:
                 return page["status"]
-            if deadline is not None and time.monotonic() >= deadline:
+            if interrupted.is_set() or (
+                    deadline is not None and time.monotonic() >= deadline):
                 return "running"
             if not full_page:
-                time.sleep(POLL_S)
+                interrupted.wait(POLL_S)
 
 
 def _register(client: Client, path: Path) -> dict[str, Any]:
