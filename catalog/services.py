@@ -39,13 +39,16 @@ def path_of(text: str) -> str:
     return parse_playbook(text)["path"]
 
 
-def register(text: str) -> tuple[PlaybookVersion, bool]:
+def register(text: str, parsed: dict[str, Any] | None = None) -> tuple[PlaybookVersion, bool]:
     """Validate and store a playbook; identical content returns the existing version.
 
     Raises PlaybookError (with every issue, each naming its YAML path and
-    line) before anything is written.
+    line) before anything is written. ``parsed`` is what
+    ``parse_playbook(text, known_kinds=supported_kinds())`` returned for this
+    very text, when the caller validated it already.
     """
-    parsed = parse_playbook(text, known_kinds=supported_kinds())
+    if parsed is None:
+        parsed = parse_playbook(text, known_kinds=supported_kinds())
     digest = hashlib.sha256(text.encode()).hexdigest()
     path = parsed["path"]
     with transaction.atomic():

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from django.db import connection, models
+from django.db import DEFAULT_DB_ALIAS, connection, connections, models
 from django.utils import timezone
 
 
@@ -30,65 +30,111 @@ def insert(model: type[models.Model], rows: list[dict[str, Any]]) -> None:
     their defaults, auto_now(_add) fields the current time."""
     if not rows:
         return
+    conn = connections[DEFAULT_DB_ALIAS]
     fields = _insert_fields(model)
     now = timezone.now()
     params: list[Any] = []
     for row in rows:
-        for field in fields:
-            if field.name in row:
-                value = row[field.name]
-            elif getattr(field, "auto_now", False) or getattr(field, "auto_now_add", False):
+        for field, plain, auto_now in fields:
+            name = field.name
+            if name in row:
+                value = row[name]
+            elif auto_now:
                 value = now
             else:
                 value = field.get_default()
-            params.append(_prep_save(field, value))
-    with connection.cursor() as cursor:
+            params.append(value if value is None or type(value) in plain
+                          else _prep_save(field, value, conn))
+    with conn.cursor() as cursor:
         cursor.execute(_insert_sql(model, len(rows)), params)
 
 
 def update(model: type[models.Model], values: dict[str, Any], **where: Any) -> int:
     """UPDATE ... SET values WHERE field = value AND ...; a list or tuple in
     ``where`` means IN. Returns the number of rows changed."""
-    meta = model._meta
+    conn = connections[DEFAULT_DB_ALIAS]
     assignments, params = [], []
     for name, value in values.items():
-        field = meta.get_field(name)
-        column = connection.ops.quote_name(field.column)
+        field, column, plain = _column(model, name)
         if isinstance(value, Add):
             assignments.append(f"{column} = {column} + %s")
             params.append(value.amount)
         else:
             assignments.append(f"{column} = %s")
-            params.append(_prep_save(field, value))
+            params.append(value if value is None or type(value) in plain
+                          else _prep_save(field, value, conn))
     conditions = []
     for name, value in where.items():
-        field = meta.get_field(name)
-        column = connection.ops.quote_name(field.column)
+        field, column, plain = _column(model, name)
         if isinstance(value, (list, tuple)):
             if not value:
                 return 0
             conditions.append(f"{column} IN ({', '.join(['%s'] * len(value))})")
-            params += [field.get_db_prep_value(v, connection) for v in value]
+            params += [v if type(v) in plain else field.get_db_prep_value(v, conn)
+                       for v in value]
         else:
             conditions.append(f"{column} = %s")
-            params.append(field.get_db_prep_value(value, connection))
-    sql = (f"UPDATE {connection.ops.quote_name(meta.db_table)} SET "
+            params.append(value if type(value) in plain
+                          else field.get_db_prep_value(value, conn))
+    sql = (f"UPDATE {_table(model)} SET "
            f"{', '.join(assignments)} WHERE {' AND '.join(conditions)}")
-    with connection.cursor() as cursor:
+    with conn.cursor() as cursor:
         cursor.execute(sql, params)
         return cursor.rowcount
 
 
-def _prep_save(field: models.Field, value: Any) -> Any:
+def _prep_save(field: models.Field, value: Any, conn: Any = None) -> Any:
     """The parameter for a value of ``field``; JSON is encoded with orjson,
     several times faster than the ORM's ``json.dumps`` on every event."""
+    conn = conn or connections[DEFAULT_DB_ALIAS]
     if value is None or not isinstance(field, models.JSONField) or field.encoder:
-        return field.get_db_prep_save(value, connection)
-    if connection.vendor == "postgresql":
+        return field.get_db_prep_save(value, conn)
+    if conn.vendor == "postgresql":
         from django.db.backends.postgresql.psycopg_any import Jsonb
 
         return Jsonb(value, dumps=_json_text)
     return _json_text(value)
+
+
+# Field classes whose parameter is the value itself for values of exactly
+# these types: what get_db_prep_save would return anyway (str for text,
+# int for integers, bool for booleans; None is NULL for every field here).
+# Anything else (datetimes, JSON, enum members, subclasses) takes the
+# field's own conversion.
+_PLAIN_TYPES: dict[type[models.Field], frozenset[type]] = {
+    models.CharField: frozenset({str}),
+    models.TextField: frozenset({str}),
+    models.IntegerField: frozenset({int}),
+    models.BigIntegerField: frozenset({int}),
+    models.SmallIntegerField: frozenset({int}),
+    models.PositiveIntegerField: frozenset({int}),
+    models.PositiveBigIntegerField: frozenset({int}),
+    models.PositiveSmallIntegerField: frozenset({int}),
+    models.BigAutoField: frozenset({int}),
+    models.AutoField: frozenset({int}),
+    models.FloatField: frozenset({float}),
+    models.BooleanField: frozenset({bool}),
+}
+
+
+def _plain_types(field: models.Field) -> frozenset[type]:
+    if isinstance(field, models.ForeignKey):
+        target = field.target_field
+        if type(target) in _PLAIN_TYPES:
+            return _PLAIN_TYPES[type(target)]
+        return frozenset()
+    return _PLAIN_TYPES.get(type(field), frozenset())
+
+
+@lru_cache(maxsize=None)
+def _column(model: type[models.Model], name: str) -> tuple[models.Field, str, frozenset[type]]:
+    field = model._meta.get_field(name)
+    return field, connection.ops.quote_name(field.column), _plain_types(field)
+
+
+@lru_cache(maxsize=None)
+def _table(model: type[models.Model]) -> str:
+    return connection.ops.quote_name(model._meta.db_table)
 
 
 def _json_text(value: Any) -> str:
@@ -98,15 +144,22 @@ def _json_text(value: Any) -> str:
 
 
 @lru_cache(maxsize=None)
-def _insert_fields(model: type[models.Model]) -> list[models.Field]:
-    # db_returning: the columns the database fills in itself (auto ids).
-    return [f for f in model._meta.concrete_fields if not f.db_returning]
+def _insert_fields(
+    model: type[models.Model],
+) -> list[tuple[models.Field, frozenset[type], bool]]:
+    """(field, the value types passed as they are, whether it is auto_now).
+    db_returning: the columns the database fills in itself (auto ids)."""
+    return [
+        (f, _plain_types(f),
+         bool(getattr(f, "auto_now", False) or getattr(f, "auto_now_add", False)))
+        for f in model._meta.concrete_fields if not f.db_returning
+    ]
 
 
 @lru_cache(maxsize=256)
 def _insert_sql(model: type[models.Model], count: int) -> str:
     quote = connection.ops.quote_name
-    fields = _insert_fields(model)
+    fields = [f for f, _, _ in _insert_fields(model)]
     columns = ", ".join(quote(f.column) for f in fields)
     row = "(" + ", ".join(["%s"] * len(fields)) + ")"
     return (f"INSERT INTO {quote(model._meta.db_table)} ({columns}) VALUES "

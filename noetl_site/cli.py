@@ -87,6 +87,11 @@ def payload_from_args(args: argparse.Namespace) -> dict[str, Any]:
     return payload
 
 
+# Playbook texts _validate_files_first parsed, and what they parsed to, so
+# registering the same text does not parse it a second time.
+_validated: dict[str, dict[str, Any]] = {}
+
+
 def _register_file(path: Path) -> Any:
     from catalog import services as catalog
 
@@ -95,7 +100,7 @@ def _register_file(path: Path) -> Any:
     except OSError as exc:
         raise UsageError(f"cannot read {path}: {exc.strerror}") from None
     try:
-        version, _ = catalog.register(text)
+        version, _ = catalog.register(text, parsed=_validated.pop(text, None))
     except catalog.PlaybookError as exc:
         raise UsageError(f"{path} is not a valid playbook:\n{exc}") from None
     return version
@@ -607,6 +612,7 @@ def _validate_files_first(args: argparse.Namespace) -> None:
             parsed = parse_playbook(text, known_kinds=supported_kinds())
         except PlaybookError as exc:
             raise UsageError(f"{name} is not a valid playbook:\n{exc}") from None
+        _validated[text] = parsed
         for warning in parsed["warnings"]:
             line = f" (line {warning['line']})" if warning["line"] else ""
             print(f"warning: {name}: {warning['path']}{line}: {warning['message']}",
@@ -625,6 +631,15 @@ def main(argv: list[str] | None = None) -> int:
             from noetl_site import remote
 
             return remote.main(args)
+        if args.command == "run":
+            # The python zygote boots (a fresh interpreter importing its
+            # preload list) while Django sets up here, instead of after it,
+            # when the run's first python step would wait for it. It is
+            # exec'd, not forked, so starting it this early changes nothing
+            # it inherits; the embedded runtime finds it running.
+            from workers.tools.python import start_zygote
+
+            start_zygote()
         setup_django()
         return args.func(args)
     except UsageError as exc:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import collections
+import functools
 import logging
 import re
 import threading
@@ -98,11 +99,18 @@ def shapes(secret: str) -> set[str]:
 
 
 def mask_text(text: str, secrets: set[str]) -> str:
-    for shape in sorted(
-        {s for secret in secrets for s in shapes(secret)}, key=len, reverse=True
-    ):
+    for shape in _ordered_shapes(frozenset(secrets)):
         text = text.replace(shape, MASK)
     return text
+
+
+@functools.lru_cache(maxsize=256)
+def _ordered_shapes(secrets: frozenset[str]) -> tuple[str, ...]:
+    """Every shape of these secrets, longest first, worked out once per set
+    of secrets rather than for every value and log line masked with it."""
+    return tuple(sorted(
+        {s for secret in secrets for s in shapes(secret)}, key=len, reverse=True
+    ))
 
 
 class Masker:
