@@ -539,11 +539,7 @@ class Engine:
         status = "error" if loop["failed"] else "ok"
         error = None
         if loop["failed"]:
-            error = {"kind": "loop", "retryable": False,
-                     "message": f"{loop['failed']} of {stats['total']} iterations failed",
-                     "first": next((r.get("error") for r in results
-                                    if isinstance(r, dict) and r.get("status") == "error"
-                                    and "error" in r), None)}
+            error = _loop_error(results, loop["failed"], stats["total"])
         outcome = {"status": status, "data": result, "error": error}
         stored = self.values.externalize(result)
         payload = {"epoch": loop["epoch"], "stats": stats, "result": stored}
@@ -767,6 +763,22 @@ class EventName(str):
         return not self.__eq__(other)
 
     __hash__ = str.__hash__
+
+
+def _loop_error(results: list[Any], failed: int, total: int) -> dict[str, Any]:
+    """A failed loop's error, naming its first failing iteration and why it
+    failed: the count alone leaves the user guessing."""
+    error: dict[str, Any] = {"kind": "loop", "retryable": False,
+                             "message": f"{failed} of {total} iterations failed",
+                             "first": None, "first_index": None}
+    for index, result in enumerate(results):
+        if isinstance(result, dict) and result.get("status") == "error":
+            first = result.get("error")
+            cause = first.get("message") if isinstance(first, dict) else first
+            error["message"] += f"; first failing iteration {index}: {cause or 'no message'}"
+            error.update(first=first, first_index=index)
+            break
+    return error
 
 
 def _needs_single_iterations(step: dict[str, Any]) -> bool:

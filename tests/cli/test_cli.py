@@ -92,6 +92,7 @@ def test_it_reports_yaml_syntax_errors_with_a_line(home: Path, tmp_path: Path) -
         ("errors_credential.yaml", "credential 'no_such_credential' does not exist"),
         ("errors_http.yaml", "connection refused"),
         ("errors_python.yaml", "ValueError: bad value from user code"),
+        ("errors_loop.yaml", "first failing iteration 2: ZeroDivisionError"),
         ("errors_timeout.yaml", "exceeded its timeout of 1s"),
         ("errors_unsupported.yaml", "tool kind 'container' is not supported"),
         ("errors_sql.yaml", "statement 2"),
