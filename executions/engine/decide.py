@@ -775,7 +775,8 @@ def _loop_error(results: list[Any], failed: int, total: int) -> dict[str, Any]:
         if isinstance(result, dict) and result.get("status") == "error":
             first = result.get("error")
             cause = first.get("message") if isinstance(first, dict) else first
-            error["message"] += f"; first failing iteration {index}: {cause or 'no message'}"
+            cause = cause or "no message"
+            error["message"] += f"; first failing iteration {index}: {cause}"
             error.update(first=first, first_index=index)
             break
     return error

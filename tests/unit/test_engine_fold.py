@@ -189,7 +189,8 @@ def test_a_failed_loop_names_its_first_failing_iteration_and_why() -> None:
     }
     playbook = {
         "api_version": "noetl.io/v2", "name": "conv", "path": "conv", "version": None,
-        "description": None, "workload": {}, "entry_step": "convert", "final_step": None,
+        "description": None, "workload": {}, "entry_step": "convert",
+        "final_step": None,
         "no_next_is_error": False, "workbook": {}, "keychain": [], "warnings": [],
         "steps": [step],
     }
