@@ -478,11 +478,11 @@ def cmd_tools(args: argparse.Namespace) -> int:
     """The tool kinds, their parameters and credential types (no database)."""
     from workers.tools import registry
 
-    kinds = registry.by_kind()
+    kinds = registry.by_kind(registry.listed())
     if args.kind and args.kind not in kinds:
-        known = ", ".join(spec.kind for spec in registry.SPECS)
+        known = ", ".join(sorted(kinds))
         raise UsageError(f"no tool kind {args.kind!r}; known: {known}")
-    specs = [kinds[args.kind]] if args.kind else list(registry.SPECS)
+    specs = [kinds[args.kind]] if args.kind else list(registry.listed())
     if args.json:
         print(json.dumps([spec.describe() for spec in specs], indent=2))
         return EXIT_OK
@@ -490,6 +490,8 @@ def cmd_tools(args: argparse.Namespace) -> int:
         for spec in specs:
             missing = "" if spec.available() else f"  [needs .[{spec.extra}]]"
             print(f"{spec.kind:<11} {spec.summary}{missing}")
+            for alias in spec.aliases:
+                print(f"{alias:<11} alias of {spec.kind}")
         print("\n`noetl tools KIND` shows a kind's parameters and credential types.")
         return EXIT_OK
     print_tool(specs[0].describe())
