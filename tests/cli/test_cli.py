@@ -139,6 +139,34 @@ def test_it_registers_an_unsupported_tool_kind_with_a_warning(home: Path) -> Non
     assert "tool kind 'container' is not supported by this NoETL version" in done.stderr
 
 
+def test_it_registers_template_and_python_syntax_errors_with_warnings(
+    home: Path, tmp_path: Path
+) -> None:
+    playbook = tmp_path / "syntax.yaml"
+    playbook.write_text(
+        "apiVersion: noetl.io/v2\nkind: Playbook\n"
+        "metadata: {name: syntax, path: tests/syntax}\n"
+        "workflow:\n"
+        "  - step: greet\n"
+        "    tool: {kind: python, code: \"print('{{ workload.x }')\"}\n"
+        "  - step: convert\n"
+        "    tool:\n"
+        "      kind: python\n"
+        "      code: |\n"
+        "        for i in range(3)\n"
+        "            print(i)\n"
+    )
+
+    done = noetl(home, "register", str(playbook))
+
+    assert done.returncode == 0, done.stderr
+    assert "registered tests/syntax v1" in done.stdout
+    assert ("workflow[0].tool.code (line 6): step 'greet': template syntax error"
+            in done.stderr)
+    assert ("workflow[1].tool.code (line 11): step 'convert': python syntax error"
+            in done.stderr)
+
+
 def test_it_resolves_keychain_entries_when_read_and_masks_their_values(
     home: Path,
 ) -> None:
