@@ -26,6 +26,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from noetl_site.text import count
+
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NOT_FOUND, EXIT_SERVER = 0, 1, 2, 3, 4
 
 
@@ -198,7 +200,7 @@ class Progress:
             return None
         if kind == "loop.started":
             self.started[f"step:{step}"] = now
-            return (f"▶ {step}: loop over {payload['total']} items "
+            return (f"▶ {step}: loop over {count(payload['total'], 'item')} "
                     f"({payload['mode']}, up to {payload['max_in_flight']} at once)")
         if kind == "loop.chunk.done":
             a, b = payload["from"], payload["to"]
@@ -218,7 +220,8 @@ class Progress:
         if kind == "loop.done":
             stats = payload["stats"]
             mark = "✗" if stats["failed"] else "✓"
-            return (f"{mark} {step}: {stats['success']}/{stats['total']} iterations ok"
+            total = count(stats["total"], "iteration")
+            return (f"{mark} {step}: {stats['success']}/{total} ok"
                     f"{self._elapsed(f'step:{step}')}")
         if kind == "command.waiting":
             return f"  … {step} waits for sub-playbook {payload['child'].get('path')}"

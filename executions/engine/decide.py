@@ -19,6 +19,7 @@ from executions.engine.graph import Graph, build_graph
 from executions.engine.scope import Scope, base_names, needed_names, split_set_key
 from executions.engine.state import apply
 from executions.engine.values import Values
+from noetl_site.text import count
 
 ENGINE_VERSION = "noetl-django/1"
 DEFAULT_MAX_IN_FLIGHT = 16
@@ -159,7 +160,7 @@ class Engine:
                             {"reason": reason, "lost": lost}))
             return self.decision
         error = {"kind": "worker_lost", "retryable": False,
-                 "message": f"command lost {lost} times ({reason}); giving up"}
+                 "message": f"command lost {count(lost, 'time')} ({reason}); giving up"}
         step = self.graph.steps[command["step"]]
         if "iter" in command:
             start, stop = command["iter"]
@@ -769,7 +770,7 @@ def _loop_error(results: list[Any], failed: int, total: int) -> dict[str, Any]:
     """A failed loop's error, naming its first failing iteration and why it
     failed: the count alone leaves the user guessing."""
     error: dict[str, Any] = {"kind": "loop", "retryable": False,
-                             "message": f"{failed} of {total} iterations failed",
+                             "message": f"{failed} of {count(total, 'iteration')} failed",
                              "first": None, "first_index": None}
     for index, result in enumerate(results):
         if isinstance(result, dict) and result.get("status") == "error":

@@ -55,6 +55,25 @@ def test_it_shows_progress_and_routes_by_payload(home: Path) -> None:
     assert "'verdict': 'warm'" in done.stdout or '"verdict": "warm"' in done.stdout
 
 
+def test_it_counts_one_item_in_the_singular(home: Path, tmp_path: Path) -> None:
+    playbook = tmp_path / "one.yaml"
+    playbook.write_text(
+        "apiVersion: noetl.io/v2\nkind: Playbook\n"
+        "metadata: {name: one, path: tests/one}\n"
+        "workflow:\n"
+        "  - step: each\n"
+        "    loop: {in: \"{{ [1] }}\", iterator: n}\n"
+        "    tool: {kind: python, code: \"raise ValueError('no')\"}\n"
+    )
+
+    done = noetl(home, "run", str(playbook))
+
+    assert "▶ each: loop over 1 item (" in done.stderr
+    assert "✗ each: 0/1 iteration ok" in done.stderr
+    assert "1 of 1 iteration failed; first failing iteration 0: ValueError: no" \
+        in done.stdout
+
+
 def test_it_keeps_history_between_invocations(home: Path) -> None:
     first = noetl(home, "run", str(PLAYBOOKS / "errors_python.yaml"), "--json")
     execution_id = json.loads(first.stdout)["execution_id"]

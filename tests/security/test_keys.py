@@ -53,7 +53,7 @@ def test_rotation_keeps_old_data_readable_and_rewrites_it_under_the_new_key(
 
     out = StringIO()
     call_command("rotatekeys", stdout=out)
-    assert "re-encrypted 1 credential(s) and 1 keychain entry" in out.getvalue()
+    assert "re-encrypted 1 credential and 1 keychain entry" in out.getvalue()
     assert set(Credential.objects.values_list("key_id", flat=True)) == {new_id}
     assert KeychainEntry.objects.get().key_id == new_id
 
@@ -65,7 +65,7 @@ def test_rotation_keeps_old_data_readable_and_rewrites_it_under_the_new_key(
     }
     again = StringIO()
     call_command("rotatekeys", stdout=again)
-    assert "re-encrypted 0 credential(s) and 0 keychain entries" in again.getvalue()
+    assert "re-encrypted 0 credentials and 0 keychain entries" in again.getvalue()
 
 
 def test_data_under_a_key_no_longer_configured_says_which_setting_to_fix(

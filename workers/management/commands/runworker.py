@@ -17,6 +17,7 @@ import time
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
+from noetl_site.text import count
 from workers.control_plane import HttpControlPlane, ProtocolError
 from workers.feeder import PointerFeeder
 from workers.worker import Worker
@@ -70,7 +71,7 @@ class Command(BaseCommand):
             feeder = PointerFeeder(options["nats"], worker, plane.claim_ids)
             feeder.start()
         self.stdout.write(f"worker {plane.worker_id} ({plane.name}) in pool "
-                          f"{options['pool']!r}, {options['concurrency']} slot(s), "
+                          f"{options['pool']!r}, {count(options['concurrency'], 'slot')}, "
                           f"server {options['server']}, "
                           f"{'NATS ' + options['nats'] if feeder else 'no NATS'}")
         self.stdout.flush()
