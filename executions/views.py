@@ -354,9 +354,8 @@ def run_cancel(request: HttpRequest, execution_id: str) -> HttpResponse:
         messages.error(request, str(exc))
     else:
         below = len(cancelled) - 1
-        messages.success(
-            request, "Cancelled." + (f" {count(below, 'sub-run')} too." if below else "")
-        )
+        also = f" {count(below, 'sub-run')} too." if below else ""
+        messages.success(request, "Cancelled." + also)
     return redirect("executions:detail", execution_id=execution.id)
 
 

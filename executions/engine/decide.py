@@ -769,8 +769,8 @@ class EventName(str):
 def _loop_error(results: list[Any], failed: int, total: int) -> dict[str, Any]:
     """A failed loop's error, naming its first failing iteration and why it
     failed: the count alone leaves the user guessing."""
-    error: dict[str, Any] = {"kind": "loop", "retryable": False,
-                             "message": f"{failed} of {count(total, 'iteration')} failed",
+    message = f"{failed} of {count(total, 'iteration')} failed"
+    error: dict[str, Any] = {"kind": "loop", "retryable": False, "message": message,
                              "first": None, "first_index": None}
     for index, result in enumerate(results):
         if isinstance(result, dict) and result.get("status") == "error":

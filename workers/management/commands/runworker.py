@@ -70,8 +70,9 @@ class Command(BaseCommand):
         if options["nats"]:
             feeder = PointerFeeder(options["nats"], worker, plane.claim_ids)
             feeder.start()
+        slots = count(options["concurrency"], "slot")
         self.stdout.write(f"worker {plane.worker_id} ({plane.name}) in pool "
-                          f"{options['pool']!r}, {count(options['concurrency'], 'slot')}, "
+                          f"{options['pool']!r}, {slots}, "
                           f"server {options['server']}, "
                           f"{'NATS ' + options['nats'] if feeder else 'no NATS'}")
         self.stdout.flush()
