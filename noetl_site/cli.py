@@ -337,14 +337,15 @@ def print_catalog(rows: Any) -> None:
 
 def cmd_runs(args: argparse.Namespace) -> int:
     from executions.models import Execution
-    from executions.queries import with_trigger
+    from executions.queries import trigger_summary, with_trigger
 
     rows = with_trigger(Execution.objects.order_by("-created_at", "-id"))
     if args.status:
         rows = rows.filter(status=args.status)
     print_runs(
-        {**row, "trigger": row.pop("started_trigger")}
-        for row in rows.values(*ROW_FIELDS, "started_trigger")[: args.limit]
+        ({**row, "trigger": trigger_summary(row.pop("started_trigger"))}
+         for row in rows.values(*ROW_FIELDS, "started_trigger")[: args.limit]),
+        as_json=args.json,
     )
     return EXIT_OK
 
@@ -352,10 +353,19 @@ def cmd_runs(args: argparse.Namespace) -> int:
 ROW_FIELDS = ("id", "status", "path", "version", "created_at")
 
 
-def print_runs(rows: Any) -> None:
+def print_runs(rows: Any, *, as_json: bool = False) -> None:
+    if as_json:
+        listed = [{field: row.get(field) for field in (*ROW_FIELDS, "trigger")}
+                  for row in rows]
+        print(json.dumps(listed, indent=2, default=_iso))
+        return
     for row in rows:
         print(f"{row['id']}\t{row['status']}\t{row['path']} v{row['version']}\t"
               f"{row['created_at']:%Y-%m-%d %H:%M:%S}\t{trigger_label(row.get('trigger'))}")
+
+
+def _iso(value: Any) -> str:
+    return value.isoformat() if hasattr(value, "isoformat") else str(value)
 
 
 def trigger_label(trigger: dict[str, Any] | None) -> str:
@@ -404,9 +414,19 @@ def print_show(doc: dict[str, Any], events: list[dict[str, Any]], *,
     print("events:")
     for e in events:
         note = e["error"].get("message") if e["error"] else e.get("message")
-        print(f"  #{e['seq']:<4} {e['kind']:20} {e['step']}" + (f"  {note}" if note else ""))
+        print(f"  #{e['seq']:<4} {_event_time(e['ts'])}  {e['kind']:20} {e['step']}"
+              + (f"  {note}" if note else ""))
     if doc.get("error"):
         print(f"error: {doc['error'].get('message', doc['error'])}")
+
+
+def _event_time(ts: str | None) -> str:
+    """An event's ISO time as ``2026-01-02 03:04:05.678`` (UTC, as stored)."""
+    if not ts:
+        return " " * 23
+    from datetime import datetime
+
+    return datetime.fromisoformat(ts).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
 
 
 def cmd_cancel(args: argparse.Namespace) -> int:
@@ -555,6 +575,7 @@ def parser() -> argparse.ArgumentParser:
     runs = add("runs", help="recent executions")
     runs.add_argument("--status", choices=["running", "completed", "failed", "cancelled"])
     runs.add_argument("--limit", type=int, default=20)
+    runs.add_argument("--json", action="store_true", help="print a JSON list")
     runs.set_defaults(func=cmd_runs)
 
     show = add("show", help="one execution: status, steps, events")

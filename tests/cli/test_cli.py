@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import select
 import signal
 import subprocess
@@ -82,6 +83,22 @@ def test_it_keeps_history_between_invocations(home: Path) -> None:
     shown = noetl(home, "show", execution_id, "--json")
     kinds = [e["kind"] for e in json.loads(shown.stdout)["events"]]
     assert kinds[0] == "execution.started" and kinds[-1] == "workflow.failed"
+
+
+def test_it_lists_runs_as_json_and_shows_when_each_event_happened(home: Path) -> None:
+    first = noetl(home, "run", str(PLAYBOOKS / "errors_python.yaml"), "--json")
+    execution_id = json.loads(first.stdout)["execution_id"]
+
+    runs = noetl(home, "runs", "--json")
+
+    assert runs.returncode == 0, runs.stderr
+    [run] = json.loads(runs.stdout)
+    assert run["id"] == execution_id and run["status"] == "failed"
+    assert run["path"] == "tests/errors_python" and run["version"] == 1
+    assert run["created_at"].startswith("20") and run["trigger"] == {"kind": "cli"}
+    shown = noetl(home, "show", execution_id).stdout
+    assert re.search(r"#1 +\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}  execution.started",
+                     shown), shown
 
 
 def test_it_rejects_an_invalid_playbook_and_writes_nothing(home: Path) -> None:
