@@ -55,12 +55,26 @@ def _ensure_schema() -> None:
     home = Path(settings.NOETL_HOME)
     marker = home / f".schema-{connection.vendor}"
     if connection.vendor == "sqlite":
-        home.mkdir(parents=True, exist_ok=True)
+        _private_database(home, Path(settings.DATABASES["default"]["NAME"]))
         if marker.exists() and marker.read_text() == fingerprint:
             return
     call_command("migrate", verbosity=0, interactive=False)
     if connection.vendor == "sqlite":
         marker.write_text(fingerprint)
+
+
+def _private_database(home: Path, database: Path) -> None:
+    """Make NOETL_HOME (0700) and the SQLite file (0600) before SQLite does:
+    they hold encrypted secrets and run data, and SQLite would make the file
+    world-readable. Its WAL and shared-memory files copy the file's mode."""
+    home.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if str(database) == ":memory:" or str(database).startswith("file:"):
+        return
+    database.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.close(os.open(database, os.O_WRONLY | os.O_CREAT, 0o600))
+    for path in (database, Path(f"{database}-wal"), Path(f"{database}-shm")):
+        if path.exists() and path.stat().st_mode & 0o077:
+            path.chmod(0o600)
 
 
 # -- helpers --------------------------------------------------------------------

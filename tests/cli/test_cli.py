@@ -85,6 +85,24 @@ def test_it_keeps_history_between_invocations(home: Path) -> None:
     assert kinds[0] == "execution.started" and kinds[-1] == "workflow.failed"
 
 
+def test_it_keeps_its_home_and_database_private(home: Path) -> None:
+    done = noetl(home, "run", str(PLAYBOOKS / "errors_python.yaml"))
+
+    assert done.returncode == 1, done.stderr
+    assert home.stat().st_mode & 0o777 == 0o700
+    for name in ("noetl.db", "noetl.db-wal", "noetl.db-shm"):
+        if (home / name).exists():
+            assert (home / name).stat().st_mode & 0o777 == 0o600, name
+
+
+def test_it_tightens_a_database_made_world_readable_before(home: Path) -> None:
+    home.mkdir()
+    (home / "noetl.db").touch(mode=0o644)
+
+    assert noetl(home, "runs").returncode == 0
+    assert (home / "noetl.db").stat().st_mode & 0o777 == 0o600
+
+
 def test_it_lists_runs_as_json_and_shows_when_each_event_happened(home: Path) -> None:
     first = noetl(home, "run", str(PLAYBOOKS / "errors_python.yaml"), "--json")
     execution_id = json.loads(first.stdout)["execution_id"]
