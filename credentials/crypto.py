@@ -17,6 +17,7 @@ import base64
 import hashlib
 import logging
 import os
+import threading
 from functools import lru_cache
 from pathlib import Path
 
@@ -25,6 +26,10 @@ from django.conf import settings
 
 log = logging.getLogger("noetl.credentials.crypto")
 NONCE_BYTES = 12
+# Worker threads ask for the key at the same moment when a run starts; the
+# development key is made and warned about once per process, not per thread.
+_DEV_KEY_LOCK = threading.Lock()
+_warned_about: set[Path] = set()
 
 
 class KeyError_(Exception):
@@ -72,17 +77,28 @@ def key_for(key_id: str) -> bytes:
 
 def _development_key() -> str:
     path = Path(settings.NOETL_HOME) / "encryption.key"
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            handle.write(generate_key())
-    log.warning(
-        "NOETL_ENCRYPTION_KEY is not set: credentials are encrypted with a "
-        "development key stored in %s. Set NOETL_ENCRYPTION_KEY in production.",
-        path,
-    )
+    with _DEV_KEY_LOCK:
+        if not path.exists():
+            _create_key_file(path)
+        if path not in _warned_about:
+            _warned_about.add(path)
+            log.warning(
+                "NOETL_ENCRYPTION_KEY is not set: credentials are encrypted with a "
+                "development key stored in %s. Set NOETL_ENCRYPTION_KEY in "
+                "production.",
+                path,
+            )
     return path.read_text().strip()
+
+
+def _create_key_file(path: Path) -> None:
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:  # another process made it first
+        return
+    with os.fdopen(fd, "w") as handle:
+        handle.write(generate_key())
 
 
 def encrypt(plaintext: bytes, associated: bytes) -> tuple[str, bytes]:

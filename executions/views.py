@@ -25,6 +25,7 @@ from catalog import services as catalog
 from executions import control, layout, queries
 from executions.models import Execution, Status
 from noetl_site import access
+from noetl_site.text import count
 from noetl_site.ui import body_with_etag, json_with_etag, page, require
 from workers.models import WorkerRegistration, WorkerStatus
 
@@ -349,9 +350,8 @@ def run_cancel(request: HttpRequest, execution_id: str) -> HttpResponse:
         messages.error(request, str(exc))
     else:
         below = len(cancelled) - 1
-        messages.success(
-            request, "Cancelled." + (f" {below} sub-run(s) too." if below else "")
-        )
+        also = f" {count(below, 'sub-run')} too." if below else ""
+        messages.success(request, "Cancelled." + also)
     return redirect("executions:detail", execution_id=execution.id)
 
 

@@ -26,6 +26,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from noetl_site.text import count
+
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NOT_FOUND, EXIT_SERVER = 0, 1, 2, 3, 4
 
 
@@ -53,12 +55,26 @@ def _ensure_schema() -> None:
     home = Path(settings.NOETL_HOME)
     marker = home / f".schema-{connection.vendor}"
     if connection.vendor == "sqlite":
-        home.mkdir(parents=True, exist_ok=True)
+        _private_database(home, Path(settings.DATABASES["default"]["NAME"]))
         if marker.exists() and marker.read_text() == fingerprint:
             return
     call_command("migrate", verbosity=0, interactive=False)
     if connection.vendor == "sqlite":
         marker.write_text(fingerprint)
+
+
+def _private_database(home: Path, database: Path) -> None:
+    """Make NOETL_HOME (0700) and the SQLite file (0600) before SQLite does:
+    they hold encrypted secrets and run data, and SQLite would make the file
+    world-readable. Its WAL and shared-memory files copy the file's mode."""
+    home.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if str(database) == ":memory:" or str(database).startswith("file:"):
+        return
+    database.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.close(os.open(database, os.O_WRONLY | os.O_CREAT, 0o600))
+    for path in (database, Path(f"{database}-wal"), Path(f"{database}-shm")):
+        if path.exists() and path.stat().st_mode & 0o077:
+            path.chmod(0o600)
 
 
 # -- helpers --------------------------------------------------------------------
@@ -203,7 +219,7 @@ class Progress:
             return None
         if kind == "loop.started":
             self.started[f"step:{step}"] = now
-            return (f"▶ {step}: loop over {payload['total']} items "
+            return (f"▶ {step}: loop over {count(payload['total'], 'item')} "
                     f"({payload['mode']}, up to {payload['max_in_flight']} at once)")
         if kind == "loop.chunk.done":
             a, b = payload["from"], payload["to"]
@@ -223,7 +239,8 @@ class Progress:
         if kind == "loop.done":
             stats = payload["stats"]
             mark = "✗" if stats["failed"] else "✓"
-            return (f"{mark} {step}: {stats['success']}/{stats['total']} iterations ok"
+            total = count(stats["total"], "iteration")
+            return (f"{mark} {step}: {stats['success']}/{total} ok"
                     f"{self._elapsed(f'step:{step}')}")
         if kind == "command.waiting":
             return f"  … {step} waits for sub-playbook {payload['child'].get('path')}"
@@ -340,14 +357,15 @@ def print_catalog(rows: Any) -> None:
 
 def cmd_runs(args: argparse.Namespace) -> int:
     from executions.models import Execution
-    from executions.queries import with_trigger
+    from executions.queries import trigger_summary, with_trigger
 
     rows = with_trigger(Execution.objects.order_by("-created_at", "-id"))
     if args.status:
         rows = rows.filter(status=args.status)
     print_runs(
-        {**row, "trigger": row.pop("started_trigger")}
-        for row in rows.values(*ROW_FIELDS, "started_trigger")[: args.limit]
+        ({**row, "trigger": trigger_summary(row.pop("started_trigger"))}
+         for row in rows.values(*ROW_FIELDS, "started_trigger")[: args.limit]),
+        as_json=args.json,
     )
     return EXIT_OK
 
@@ -355,10 +373,19 @@ def cmd_runs(args: argparse.Namespace) -> int:
 ROW_FIELDS = ("id", "status", "path", "version", "created_at")
 
 
-def print_runs(rows: Any) -> None:
+def print_runs(rows: Any, *, as_json: bool = False) -> None:
+    if as_json:
+        listed = [{field: row.get(field) for field in (*ROW_FIELDS, "trigger")}
+                  for row in rows]
+        print(json.dumps(listed, indent=2, default=_iso))
+        return
     for row in rows:
         print(f"{row['id']}\t{row['status']}\t{row['path']} v{row['version']}\t"
               f"{row['created_at']:%Y-%m-%d %H:%M:%S}\t{trigger_label(row.get('trigger'))}")
+
+
+def _iso(value: Any) -> str:
+    return value.isoformat() if hasattr(value, "isoformat") else str(value)
 
 
 def trigger_label(trigger: dict[str, Any] | None) -> str:
@@ -407,9 +434,19 @@ def print_show(doc: dict[str, Any], events: list[dict[str, Any]], *,
     print("events:")
     for e in events:
         note = e["error"].get("message") if e["error"] else e.get("message")
-        print(f"  #{e['seq']:<4} {e['kind']:20} {e['step']}" + (f"  {note}" if note else ""))
+        print(f"  #{e['seq']:<4} {_event_time(e['ts'])}  {e['kind']:20} {e['step']}"
+              + (f"  {note}" if note else ""))
     if doc.get("error"):
         print(f"error: {doc['error'].get('message', doc['error'])}")
+
+
+def _event_time(ts: str | None) -> str:
+    """An event's ISO time as ``2026-01-02 03:04:05.678`` (UTC, as stored)."""
+    if not ts:
+        return " " * 23
+    from datetime import datetime
+
+    return datetime.fromisoformat(ts).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
 
 
 def cmd_cancel(args: argparse.Namespace) -> int:
@@ -484,11 +521,11 @@ def cmd_tools(args: argparse.Namespace) -> int:
     """The tool kinds, their parameters and credential types (no database)."""
     from workers.tools import registry
 
-    kinds = registry.by_kind()
+    kinds = registry.by_kind(registry.listed())
     if args.kind and args.kind not in kinds:
-        known = ", ".join(spec.kind for spec in registry.SPECS)
+        known = ", ".join(sorted(kinds))
         raise UsageError(f"no tool kind {args.kind!r}; known: {known}")
-    specs = [kinds[args.kind]] if args.kind else list(registry.SPECS)
+    specs = [kinds[args.kind]] if args.kind else list(registry.listed())
     if args.json:
         print(json.dumps([spec.describe() for spec in specs], indent=2))
         return EXIT_OK
@@ -496,6 +533,8 @@ def cmd_tools(args: argparse.Namespace) -> int:
         for spec in specs:
             missing = "" if spec.available() else f"  [needs .[{spec.extra}]]"
             print(f"{spec.kind:<11} {spec.summary}{missing}")
+            for alias in spec.aliases:
+                print(f"{alias:<11} alias of {spec.kind}")
         print("\n`noetl tools KIND` shows a kind's parameters and credential types.")
         return EXIT_OK
     print_tool(specs[0].describe())
@@ -556,6 +595,7 @@ def parser() -> argparse.ArgumentParser:
     runs = add("runs", help="recent executions")
     runs.add_argument("--status", choices=["running", "completed", "failed", "cancelled"])
     runs.add_argument("--limit", type=int, default=20)
+    runs.add_argument("--json", action="store_true", help="print a JSON list")
     runs.set_defaults(func=cmd_runs)
 
     show = add("show", help="one execution: status, steps, events")

@@ -243,7 +243,9 @@ def cmd_register(args: argparse.Namespace, client: Client) -> int:
 def cmd_runs(args: argparse.Namespace, client: Client) -> int:
     rows = client.runs(args.status, args.limit)
     cli.print_runs(
-        {**row, "created_at": datetime.fromisoformat(row["created_at"])} for row in rows
+        ({**row, "created_at": datetime.fromisoformat(row["created_at"])}
+         for row in rows),
+        as_json=args.json,
     )
     return cli.EXIT_OK
 

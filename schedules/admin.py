@@ -14,6 +14,7 @@ from django.utils.html import format_html_join
 
 from noetl_site import access
 from noetl_site.admin_tools import PathScoped
+from noetl_site.text import count
 from schedules import duty
 from schedules.models import Schedule, owner_of
 
@@ -116,7 +117,7 @@ class ScheduleAdmin(PathScoped, admin.ModelAdmin):
         allowed = self._allowed(request, queryset)
         for schedule in allowed:
             schedule.pause()
-        self.message_user(request, f"paused {len(allowed)} schedule(s)")
+        self.message_user(request, f"paused {count(len(allowed), 'schedule')}")
 
     @admin.action(description="Resume the selected schedules from now")
     def resume(self, request: HttpRequest, queryset: QuerySet[Schedule]) -> None:
@@ -124,7 +125,7 @@ class ScheduleAdmin(PathScoped, admin.ModelAdmin):
         allowed = self._allowed(request, queryset)
         for schedule in allowed:
             schedule.resume(now)
-        self.message_user(request, f"resumed {len(allowed)} schedule(s)")
+        self.message_user(request, f"resumed {count(len(allowed), 'schedule')}")
 
     @admin.action(description="Run the selected schedules now")
     def run_now(self, request: HttpRequest, queryset: QuerySet[Schedule]) -> None:

@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from noetl_site import cli
+from noetl_site.text import count
 
 ACTIONS = ["add", "list", "pause", "resume", "delete", "backfill", "serve"]
 
@@ -118,7 +119,8 @@ def print_schedules(rows: list[dict[str, Any]]) -> None:
 
 
 def print_backfilled(name: str, created: int, existing: int) -> None:
-    print(f"backfilled {name}: {created} run(s) started, {existing} already existed")
+    print(f"backfilled {name}: {count(created, 'run')} started, "
+          f"{existing} already existed")
 
 
 # -- embedded ---------------------------------------------------------------------

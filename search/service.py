@@ -131,20 +131,37 @@ def _catch_up_runs(target: Index) -> int:
     failed = Execution.objects.filter(status=Status.FAILED, ended_at__isnull=False)
     for page in _pages("run", failed, "ended_at"):
         steps = _failed_steps([run.id for run in page])
-        documents = [run_document(run, steps.get(run.id)) for run in page]
+        documents = [run_document(run, _failing_step(run, steps.get(run.id, {})))
+                     for run in page]
         missing = target.missing(documents)
         target.upsert(missing)
         done += len(missing)
     return done
 
 
-def _failed_steps(ids: list[str]) -> dict[str, tuple[str, Any]]:
+def _failed_steps(ids: list[str]) -> dict[str, dict[str, Any]]:
+    """Each run's failed steps and their errors, in the order they ended."""
     from executions.models import StepRun
 
     rows = StepRun.objects.filter(execution_id__in=ids, status="failed").order_by(
         "ended_at"
     )
-    return {row.execution_id: (row.step, row.error) for row in rows}
+    failed: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        failed.setdefault(row.execution_id, {})[row.step] = row.error
+    return failed
+
+
+def _failing_step(run: Any, failed: dict[str, Any]) -> tuple[str, Any] | None:
+    """The step that failed the run: the one its error names. Steps that
+    failed later (a parallel branch still running) or whose error a route
+    handled did not decide the outcome; without a named step, the first
+    failed one did."""
+    error = run.error if isinstance(run.error, dict) else {}
+    step = error.get("step")
+    if step:
+        return step, failed.get(step)
+    return next(iter(failed.items()), None)
 
 
 def _pages(kind: str, rows: QuerySet, field: str) -> Iterator[list[Any]]:

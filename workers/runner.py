@@ -24,6 +24,7 @@ from executions import templating
 from executions.engine.scope import Scope, base_names, split_set_key
 from executions.engine.values import Values
 from executions.measures import size_of
+from noetl_site.text import count
 from workers import tools
 from workers.keychain import Keychain, KeychainError
 from workers.tools.base import DEFAULT_TIMEOUT_S, ToolContext
@@ -305,7 +306,7 @@ class CommandRunner:
                         label,
                         p,
                         summaries,
-                        f"gave up after {p.attempts[label]} attempts",
+                        f"gave up after {count(p.attempts[label], 'attempt')}",
                     )
                 self._backoff(rule, p, item)
             elif action == "jump":

@@ -21,6 +21,7 @@ from typing import Any, Protocol
 
 from executions.engine.values import Values
 from noetl_site import logs
+from noetl_site.text import count
 from workers.masking import Masker
 from workers.runner import CommandRunner
 
@@ -84,7 +85,7 @@ def _summary(report: dict[str, Any]) -> str:
         return "suspended"
     if "iterations" in report:
         failed = sum(it.get("status") == "error" for it in report["iterations"])
-        return f"{len(report['iterations'])} iterations, {failed} failed{took}"
+        return f"{count(len(report['iterations']), 'iteration')}, {failed} failed{took}"
     if report.get("status") == "error":
         error = report.get("error") or {}
         return f"error {error.get('kind')}: {error.get('message')}{took}"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from catalog.dsl.code import check_code
 from catalog.dsl.errors import Issue, PlaybookError
 from catalog.dsl.paths import index_path, key_path
 from catalog.dsl.policy import PREVIOUS_TASK
@@ -36,12 +37,14 @@ def parse_playbook(
 ) -> dict[str, Any]:
     """Validate and normalise a playbook; raise PlaybookError with every problem.
     With ``known_kinds``, a task of another kind gets a warning."""
-    data, lines = load_yaml(text)
+    starts: dict[str, int] = {}
+    data, lines = load_yaml(text, starts)
     if not isinstance(data, dict):
         message = f"a playbook must be a YAML mapping, not {type_name(data)}"
         raise PlaybookError([Issue("", 1 if lines else None, message)])
-    ck = Checker(lines, known_kinds=known_kinds)
+    ck = Checker(lines, known_kinds=known_kinds, starts=starts)
     playbook = _playbook(ck, data)
+    check_code(ck, data)
     if ck.errors:
         warnings = _in_line_order(ck.warnings)
         raise PlaybookError(_in_line_order(ck.errors), warnings)

@@ -26,6 +26,8 @@ class Checker:
     # The tool kinds this installation runs; others are accepted with a
     # warning (DSL 10.22). None skips the check (pure parsing, tests).
     known_kinds: frozenset[str] | None = None
+    # The line each scalar's text starts on (see load_yaml).
+    starts: dict[str, int] = field(default_factory=dict)
 
     def within(self, context: str | None) -> Checker:
         # The copy shares the issue lists, so nothing has to be merged back.
@@ -43,8 +45,9 @@ class Checker:
     def error(self, path: str, message: str) -> None:
         self.errors.append(Issue(path, self.line(path), message, self.context))
 
-    def warn(self, path: str, message: str) -> None:
-        self.warnings.append(Issue(path, self.line(path), message, self.context))
+    def warn(self, path: str, message: str, line: int | None = None) -> None:
+        where = line if line is not None else self.line(path)
+        self.warnings.append(Issue(path, where, message, self.context))
 
     def mapping(self, value: Any, path: str, what: str) -> dict[str, Any]:
         """`value` if it is a mapping, else {} (after an error unless absent)."""

@@ -24,15 +24,21 @@ def _timestamp_as_text(loader: _Loader, node: ScalarNode) -> str:
 _Loader.add_constructor("tag:yaml.org,2002:timestamp", _timestamp_as_text)
 
 
-def load_yaml(text: str | bytes) -> tuple[Any, dict[str, int]]:
-    """Parse one YAML document; return the data and {yaml path: 1-based line}."""
+def load_yaml(
+    text: str | bytes, starts: dict[str, int] | None = None
+) -> tuple[Any, dict[str, int]]:
+    """Parse one YAML document; return the data and {yaml path: 1-based line}.
+
+    ``starts``, when given, is filled with the line each scalar's text begins
+    on: the line after the key for a ``|`` or ``>`` block, so a line inside
+    a template or a script can be mapped to the file."""
     loader = _Loader(text)
     try:
         node = loader.get_single_node()
         data = loader.construct_document(node) if node is not None else None
         lines: dict[str, int] = {}
         if node is not None:
-            _record_lines(loader, node, "", lines, set())
+            _record_lines(loader, node, "", lines, set(), starts)
     except yaml.MarkedYAMLError as exc:
         raise PlaybookError([_syntax_issue(exc)]) from exc
     except yaml.YAMLError as exc:
@@ -59,9 +65,17 @@ def _syntax_issue(exc: yaml.MarkedYAMLError) -> Issue:
 
 
 def _record_lines(
-    loader: _Loader, node: Node, path: str, lines: dict[str, int], open_nodes: set[int]
+    loader: _Loader,
+    node: Node,
+    path: str,
+    lines: dict[str, int],
+    open_nodes: set[int],
+    starts: dict[str, int] | None = None,
 ) -> None:
     lines.setdefault(path, node.start_mark.line + 1)
+    if starts is not None and isinstance(node, ScalarNode):
+        block = node.style in ("|", ">")
+        starts.setdefault(path, node.start_mark.line + (2 if block else 1))
     # An alias may point back at one of its own ancestors; stop there.
     if id(node) in open_nodes:
         return
@@ -72,8 +86,10 @@ def _record_lines(
             child = key_path(path, key)
             # A mapping entry is reported at its key, where the reader looks.
             lines.setdefault(child, key_node.start_mark.line + 1)
-            _record_lines(loader, value_node, child, lines, open_nodes)
+            _record_lines(loader, value_node, child, lines, open_nodes, starts)
     elif isinstance(node, SequenceNode):
         for index, item in enumerate(node.value):
-            _record_lines(loader, item, index_path(path, index), lines, open_nodes)
+            _record_lines(
+                loader, item, index_path(path, index), lines, open_nodes, starts
+            )
     open_nodes.discard(id(node))

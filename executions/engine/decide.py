@@ -19,6 +19,7 @@ from executions.engine.graph import Graph, build_graph
 from executions.engine.scope import Scope, base_names, needed_names, split_set_key
 from executions.engine.state import apply
 from executions.engine.values import Values
+from noetl_site.text import count
 
 ENGINE_VERSION = "noetl-django/1"
 DEFAULT_MAX_IN_FLIGHT = 16
@@ -159,7 +160,7 @@ class Engine:
                             {"reason": reason, "lost": lost}))
             return self.decision
         error = {"kind": "worker_lost", "retryable": False,
-                 "message": f"command lost {lost} times ({reason}); giving up"}
+                 "message": f"command lost {count(lost, 'time')} ({reason}); giving up"}
         step = self.graph.steps[command["step"]]
         if "iter" in command:
             start, stop = command["iter"]
@@ -539,11 +540,7 @@ class Engine:
         status = "error" if loop["failed"] else "ok"
         error = None
         if loop["failed"]:
-            error = {"kind": "loop", "retryable": False,
-                     "message": f"{loop['failed']} of {stats['total']} iterations failed",
-                     "first": next((r.get("error") for r in results
-                                    if isinstance(r, dict) and r.get("status") == "error"
-                                    and "error" in r), None)}
+            error = _loop_error(results, loop["failed"], stats["total"])
         outcome = {"status": status, "data": result, "error": error}
         stored = self.values.externalize(result)
         payload = {"epoch": loop["epoch"], "stats": stats, "result": stored}
@@ -767,6 +764,23 @@ class EventName(str):
         return not self.__eq__(other)
 
     __hash__ = str.__hash__
+
+
+def _loop_error(results: list[Any], failed: int, total: int) -> dict[str, Any]:
+    """A failed loop's error, naming its first failing iteration and why it
+    failed: the count alone leaves the user guessing."""
+    message = f"{failed} of {count(total, 'iteration')} failed"
+    error: dict[str, Any] = {"kind": "loop", "retryable": False, "message": message,
+                             "first": None, "first_index": None}
+    for index, result in enumerate(results):
+        if isinstance(result, dict) and result.get("status") == "error":
+            first = result.get("error")
+            cause = first.get("message") if isinstance(first, dict) else first
+            cause = cause or "no message"
+            error["message"] += f"; first failing iteration {index}: {cause}"
+            error.update(first=first, first_index=index)
+            break
+    return error
 
 
 def _needs_single_iterations(step: dict[str, Any]) -> bool:

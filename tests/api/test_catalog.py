@@ -61,6 +61,19 @@ def test_it_reports_a_yaml_syntax_error_with_its_line(api: APIClient) -> None:
     assert any(issue["line"] for issue in response.json()["issues"])
 
 
+def test_it_registers_python_with_a_syntax_error_and_warns_with_the_line(
+    api: APIClient,
+) -> None:
+    text = playbook_yaml("tests/api/syntax", code="if n = 1: pass")
+
+    response = api.post("/api/catalog/", text, content_type="application/yaml")
+
+    assert response.status_code == 201
+    [warning] = response.json()["warnings"]
+    assert warning["path"] == "workflow[0].tool.code" and warning["line"] == 10
+    assert warning["message"].startswith("step 'start': python syntax error")
+
+
 def test_it_refuses_a_json_body_without_content(api: APIClient) -> None:
     response = api.post("/api/catalog/", {"yaml": "x"}, format="json")
     assert response.status_code == 400 and "content" in response.json()

@@ -84,6 +84,10 @@ def test_it_lists_shows_and_cancels_runs(server: tuple[str, str], hello: Path) -
     runs = noetl(server, "runs", "--status", "running")
     assert runs.returncode == 0, runs.stderr
     assert runs.stdout.startswith(f"{execution.id}\trunning\ttests/cli/hello v1\t")
+    listed = json.loads(noetl(server, "runs", "--status", "running", "--json").stdout)
+    assert [(run["id"], run["path"], run["trigger"]) for run in listed] == [
+        (execution.id, "tests/cli/hello", {"kind": "test"})
+    ]
 
     shown = noetl(server, "show", execution.id, "--json")
     doc = json.loads(shown.stdout)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import select
 import signal
 import subprocess
@@ -55,6 +56,25 @@ def test_it_shows_progress_and_routes_by_payload(home: Path) -> None:
     assert "'verdict': 'warm'" in done.stdout or '"verdict": "warm"' in done.stdout
 
 
+def test_it_counts_one_item_in_the_singular(home: Path, tmp_path: Path) -> None:
+    playbook = tmp_path / "one.yaml"
+    playbook.write_text(
+        "apiVersion: noetl.io/v2\nkind: Playbook\n"
+        "metadata: {name: one, path: tests/one}\n"
+        "workflow:\n"
+        "  - step: each\n"
+        "    loop: {in: \"{{ [1] }}\", iterator: n}\n"
+        "    tool: {kind: python, code: \"raise ValueError('no')\"}\n"
+    )
+
+    done = noetl(home, "run", str(playbook))
+
+    assert "▶ each: loop over 1 item (" in done.stderr
+    assert "✗ each: 0/1 iteration ok" in done.stderr
+    assert "1 of 1 iteration failed; first failing iteration 0: ValueError: no" \
+        in done.stdout
+
+
 def test_it_keeps_history_between_invocations(home: Path) -> None:
     first = noetl(home, "run", str(PLAYBOOKS / "errors_python.yaml"), "--json")
     execution_id = json.loads(first.stdout)["execution_id"]
@@ -63,6 +83,40 @@ def test_it_keeps_history_between_invocations(home: Path) -> None:
     shown = noetl(home, "show", execution_id, "--json")
     kinds = [e["kind"] for e in json.loads(shown.stdout)["events"]]
     assert kinds[0] == "execution.started" and kinds[-1] == "workflow.failed"
+
+
+def test_it_keeps_its_home_and_database_private(home: Path) -> None:
+    done = noetl(home, "run", str(PLAYBOOKS / "errors_python.yaml"))
+
+    assert done.returncode == 1, done.stderr
+    assert home.stat().st_mode & 0o777 == 0o700
+    for name in ("noetl.db", "noetl.db-wal", "noetl.db-shm"):
+        if (home / name).exists():
+            assert (home / name).stat().st_mode & 0o777 == 0o600, name
+
+
+def test_it_tightens_a_database_made_world_readable_before(home: Path) -> None:
+    home.mkdir()
+    (home / "noetl.db").touch(mode=0o644)
+
+    assert noetl(home, "runs").returncode == 0
+    assert (home / "noetl.db").stat().st_mode & 0o777 == 0o600
+
+
+def test_it_lists_runs_as_json_and_shows_when_each_event_happened(home: Path) -> None:
+    first = noetl(home, "run", str(PLAYBOOKS / "errors_python.yaml"), "--json")
+    execution_id = json.loads(first.stdout)["execution_id"]
+
+    runs = noetl(home, "runs", "--json")
+
+    assert runs.returncode == 0, runs.stderr
+    [run] = json.loads(runs.stdout)
+    assert run["id"] == execution_id and run["status"] == "failed"
+    assert run["path"] == "tests/errors_python" and run["version"] == 1
+    assert run["created_at"].startswith("20") and run["trigger"] == {"kind": "cli"}
+    shown = noetl(home, "show", execution_id).stdout
+    assert re.search(r"#1 +\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}  execution.started",
+                     shown), shown
 
 
 def test_it_rejects_an_invalid_playbook_and_writes_nothing(home: Path) -> None:
@@ -92,6 +146,7 @@ def test_it_reports_yaml_syntax_errors_with_a_line(home: Path, tmp_path: Path) -
         ("errors_credential.yaml", "credential 'no_such_credential' does not exist"),
         ("errors_http.yaml", "connection refused"),
         ("errors_python.yaml", "ValueError: bad value from user code"),
+        ("errors_loop.yaml", "first failing iteration 2: ZeroDivisionError"),
         ("errors_timeout.yaml", "exceeded its timeout of 1s"),
         ("errors_unsupported.yaml", "tool kind 'container' is not supported"),
         ("errors_sql.yaml", "statement 2"),
@@ -136,6 +191,34 @@ def test_it_registers_an_unsupported_tool_kind_with_a_warning(home: Path) -> Non
     assert "registered tests/errors_unsupported v1" in done.stdout
     assert "workflow[0].tool.kind (line 6)" in done.stderr
     assert "tool kind 'container' is not supported by this NoETL version" in done.stderr
+
+
+def test_it_registers_template_and_python_syntax_errors_with_warnings(
+    home: Path, tmp_path: Path
+) -> None:
+    playbook = tmp_path / "syntax.yaml"
+    playbook.write_text(
+        "apiVersion: noetl.io/v2\nkind: Playbook\n"
+        "metadata: {name: syntax, path: tests/syntax}\n"
+        "workflow:\n"
+        "  - step: greet\n"
+        "    tool: {kind: python, code: \"print('{{ workload.x }')\"}\n"
+        "  - step: convert\n"
+        "    tool:\n"
+        "      kind: python\n"
+        "      code: |\n"
+        "        for i in range(3)\n"
+        "            print(i)\n"
+    )
+
+    done = noetl(home, "register", str(playbook))
+
+    assert done.returncode == 0, done.stderr
+    assert "registered tests/syntax v1" in done.stdout
+    assert ("workflow[0].tool.code (line 6): step 'greet': template syntax error"
+            in done.stderr)
+    assert ("workflow[1].tool.code (line 11): step 'convert': python syntax error"
+            in done.stderr)
 
 
 def test_it_resolves_keychain_entries_when_read_and_masks_their_values(

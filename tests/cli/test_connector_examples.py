@@ -89,7 +89,8 @@ def test_the_clickhouse_example_loads_rows_and_counts_them(tmp_path: Path) -> No
 def test_noetl_tools_lists_every_kind_and_shows_one_in_full(tmp_path: Path) -> None:
     listed = noetl(tmp_path / "home", "tools")
     assert listed.returncode == 0, listed.stderr
-    kinds = [line.split()[0] for line in listed.stdout.splitlines()[:13]]
+    lines = listed.stdout.splitlines()[:18]
+    kinds = [line.split()[0] for line in lines if " alias of " not in line]
     assert kinds == [
         "python",
         "http",
@@ -104,7 +105,17 @@ def test_noetl_tools_lists_every_kind_and_shows_one_in_full(tmp_path: Path) -> N
         "qdrant",
         "transfer",
         "snowflake",
+        "playbook",
+        "workbook",
     ]
+    aliases = [line.split() for line in lines if " alias of " in line]
+    assert aliases == [
+        [name, "alias", "of", "storage"] for name in ("s3", "gcs", "artifact")
+    ]
+    child = noetl(tmp_path / "home", "tools", "playbook")
+    assert child.returncode == 0 and "return_step" in child.stdout
+    alias = noetl(tmp_path / "home", "tools", "artifact")
+    assert alias.stdout.startswith("storage: ")
     one = noetl(tmp_path / "home", "tools", "snowflake")
     assert "credential types: snowflake" in one.stdout
     assert "warehouse/database/schema/role" in one.stdout

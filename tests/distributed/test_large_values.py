@@ -6,6 +6,8 @@ stay small, and the next step reads the values back by reference."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from tests.distributed.conftest import REPO, Driver
@@ -74,3 +76,12 @@ def test_a_100000_iteration_loop_keeps_events_and_state_small(stack: Driver) -> 
     # Chunked commands (R4): a few hundred events, not one per iteration.
     assert sizes["events"] < 5_000
     stack.completions_once([execution_id])
+
+
+def test_a_failed_loop_names_its_first_failing_iteration(stack: Driver) -> None:
+    done = stack.noetl("run", str(PLAYBOOKS / "errors_loop.yaml"), "--json")
+
+    assert done.returncode == 1, done.stderr
+    message = json.loads(done.stdout)["error"]["message"]
+    assert "1 of 4 iterations failed; first failing iteration 2: " in message
+    assert "ZeroDivisionError: division by zero" in message

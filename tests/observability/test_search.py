@@ -326,6 +326,28 @@ def test_failed_runs_are_found_by_what_went_wrong(index: None, run: Run) -> None
     assert hits[0]["execution_id"] == database
 
 
+def test_a_failed_run_is_labelled_with_the_step_that_failed_it(
+    index: None, run: Run
+) -> None:
+    # "slow" fails a second after "quick" failed the run: the run's step is "quick".
+    failed = run(
+        "apiVersion: noetl.io/v2\nkind: Playbook\n"
+        "metadata: {name: two_branches, path: tests/search/two_branches}\n"
+        "workflow:\n"
+        "  - step: start\n    tool: {kind: noop}\n"
+        "    next: {spec: {mode: inclusive}, arcs: [{step: quick}, {step: slow}]}\n"
+        "  - step: quick\n"
+        "    tool: {kind: python, code: \"raise TimeoutError('quick broke')\"}\n"
+        "  - step: slow\n"
+        "    tool: {kind: python, code: \"import time\\ntime.sleep(1)\\n"
+        "raise KeyError('slow broke')\"}\n"
+    )
+
+    [hit] = service.search("quick broke", kind="run")
+    assert hit["execution_id"] == failed
+    assert hit["step"] == "quick" and "quick broke" in hit["message"]
+
+
 def failing(name: str, step: str, message: str) -> str:
     return (
         f"apiVersion: noetl.io/v2\nkind: Playbook\n"

@@ -66,7 +66,7 @@ def test_embedded_add_list_pause_resume_backfill_delete(home: Path) -> None:
             "1000",
         )
     )
-    assert backfilled == ("backfilled nightly: 3 run(s) started, 0 already existed\n"
+    assert backfilled == ("backfilled nightly: 3 runs started, 0 already existed\n"
                           "the runs wait for `noetl schedule serve` to execute them\n")
     again = ok(
         noetl(
@@ -82,7 +82,7 @@ def test_embedded_add_list_pause_resume_backfill_delete(home: Path) -> None:
             "1000",
         )
     )
-    assert again == "backfilled nightly: 0 run(s) started, 3 already existed\n"
+    assert again == "backfilled nightly: 0 runs started, 3 already existed\n"
 
     runs = ok(noetl(home, "runs")).splitlines()
     assert len(runs) == 3
@@ -155,7 +155,7 @@ def test_over_rest_the_same_commands_print_the_same_lines(
             "1000",
         )
     )
-    assert backfilled == "backfilled hourly: 10 run(s) started, 0 already existed\n"
+    assert backfilled == "backfilled hourly: 10 runs started, 0 already existed\n"
 
     runs = ok(remote_noetl(server, "runs")).splitlines()
     assert len(runs) == 10

@@ -3,6 +3,7 @@ newest key, and ``rotatekeys`` re-encrypts everything."""
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from io import StringIO
 from typing import Any
 
@@ -53,7 +54,7 @@ def test_rotation_keeps_old_data_readable_and_rewrites_it_under_the_new_key(
 
     out = StringIO()
     call_command("rotatekeys", stdout=out)
-    assert "re-encrypted 1 credential(s) and 1 keychain entry" in out.getvalue()
+    assert "re-encrypted 1 credential and 1 keychain entry" in out.getvalue()
     assert set(Credential.objects.values_list("key_id", flat=True)) == {new_id}
     assert KeychainEntry.objects.get().key_id == new_id
 
@@ -65,7 +66,7 @@ def test_rotation_keeps_old_data_readable_and_rewrites_it_under_the_new_key(
     }
     again = StringIO()
     call_command("rotatekeys", stdout=again)
-    assert "re-encrypted 0 credential(s) and 0 keychain entries" in again.getvalue()
+    assert "re-encrypted 0 credentials and 0 keychain entries" in again.getvalue()
 
 
 def test_data_under_a_key_no_longer_configured_says_which_setting_to_fix(
@@ -78,3 +79,24 @@ def test_data_under_a_key_no_longer_configured_says_which_setting_to_fix(
         read_credential("pg")
     with pytest.raises(CommandError, match="NOETL_ENCRYPTION_OLD_KEYS"):
         call_command("rotatekeys", stdout=StringIO())
+
+
+def test_the_development_key_is_warned_about_once_per_process(
+    settings: Any, tmp_path: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings.NOETL_ENCRYPTION_KEY = ""
+    settings.NOETL_HOME = str(tmp_path / "home")
+    crypto.current_key.cache_clear()
+
+    # Worker threads all want the key as a run starts.
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        ids = set(pool.map(lambda _: crypto.current_key()[0], range(32)))
+    crypto.current_key.cache_clear()
+    ids.add(crypto.current_key()[0])
+
+    assert len(ids) == 1
+    warned = [r for r in caplog.records if "NOETL_ENCRYPTION_KEY is not set" in r.message]
+    assert len(warned) == 1
+    key_file = tmp_path / "home" / "encryption.key"
+    assert key_file.stat().st_mode & 0o777 == 0o600
+    assert key_file.parent.stat().st_mode & 0o777 == 0o700

@@ -874,3 +874,74 @@ def test_it_names_the_line_where_an_unclosed_mapping_starts() -> None:
 
     assert error.issues[0].line == 7
     assert "flow mapping started on line 6" in str(error)
+
+
+# --- syntax of templates and inline python -------------------------------------
+
+
+def test_it_warns_about_template_syntax_naming_the_step_and_the_line() -> None:
+    text = HEADER + (
+        "workflow:\n"                                   # line 4
+        "  - step: fetch\n"
+        "    tool:\n"
+        "      kind: postgres\n"
+        "      command: |\n"                            # line 8
+        "        select 1;\n"
+        "        select {% if true %} 2;\n"             # line 10
+        "    next:\n"
+        "      arcs:\n"
+        "        - step: done\n"
+        "          when: \"{{ output.status == 'ok' }\"\n"  # line 14
+        "  - step: done\n"
+        "    tool: {kind: noop}\n"
+    )
+
+    warnings = parse_playbook(text)["warnings"]
+
+    assert [(w["path"], w["line"]) for w in warnings] == [
+        ("workflow[0].tool.command", 10),
+        ("workflow[0].next.arcs[0].when", 14),
+    ]
+    assert all(w["message"].startswith("step 'fetch': template syntax error: ")
+               for w in warnings)
+    assert "'endif'" in warnings[0]["message"]
+
+
+def test_it_warns_about_python_syntax_in_inline_code() -> None:
+    text = HEADER + (
+        "workflow:\n"
+        "  - step: convert\n"
+        "    tool:\n"
+        "      - name: calc\n"
+        "        kind: python\n"
+        "        input: {n: 1}\n"
+        "        code: |\n"                             # line 10
+        "          x = {{ workload.n }}\n"
+        "          if x = 1:\n"                         # line 12
+        "              result = x\n"
+    )
+
+    [warning] = parse_playbook(text)["warnings"]
+
+    assert warning["path"] == "workflow[0].tool[0].code" and warning["line"] == 12
+    assert warning["message"].startswith("step 'convert': python syntax error: ")
+
+
+def test_valid_templates_and_templated_python_raise_no_warning() -> None:
+    text = HEADER + (
+        "workload: {n: 2, greeting: \"{{ 'hi' | upper }}\"}\n"
+        "workflow:\n"
+        "  - step: a\n"
+        "    tool:\n"
+        "      kind: python\n"
+        "      code: \"result = {'n': {{ workload.n }}, 'm': {'k': 1}}\"\n"
+        "  - step: b\n"
+        "    tool:\n"
+        "      kind: python\n"
+        "      code: |\n"
+        "        {% if workload.n > 1 %}\n"
+        "        result = 1\n"
+        "        {% endif %}\n"
+    )
+
+    assert parse_playbook(text)["warnings"] == []

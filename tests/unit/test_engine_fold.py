@@ -172,3 +172,35 @@ def test_a_loop_of_many_chunks_keeps_a_bounded_state_and_its_results_in_order() 
     assert most <= CHUNK_REFS_IN_STATE
     [done] = [e for e in events if e["kind"] == "loop.done"]
     assert values.resolve(done["payload"]["result"])["results"] == list(range(items))
+
+
+def test_a_failed_loop_names_its_first_failing_iteration_and_why() -> None:
+    step = {
+        "name": "convert", "desc": None, "line": 1, "single": True,
+        "tasks": [{"label": "convert_task", "kind": "python", "rules": [],
+                   "config": {"code": "if x >= 2:\n    raise ValueError(f'bad {x}')\n"
+                                      "result = x",
+                              "input": {"x": "{{ iter.x }}"}},
+                   "has_policy": False, "set": {}, "timeout": None}],
+        "loop": {"in": [0, 1, 2, 3], "iterator": "x", "mode": "sequential",
+                 "max_in_flight": 1, "chunk": None},
+        "input": {}, "set": {}, "admit": None, "timeout": None,
+        "next": {"mode": "exclusive", "on_no_match": "complete", "arcs": []},
+    }
+    playbook = {
+        "api_version": "noetl.io/v2", "name": "conv", "path": "conv", "version": None,
+        "description": None, "workload": {}, "entry_step": "convert",
+        "final_step": None,
+        "no_next_is_error": False, "workbook": {}, "keychain": [], "warnings": [],
+        "steps": [step],
+    }
+
+    state, events = drive(playbook, 3)
+
+    assert state["status"] == "failed"
+    error = events[-1]["payload"]["error"]
+    assert error["step"] == "convert"
+    assert error["message"].startswith("2 of 4 iterations failed; first failing "
+                                       "iteration 2: ")
+    assert "ValueError: bad 2" in error["message"]
+    assert error["first_index"] == 2

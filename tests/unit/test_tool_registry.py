@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib
 
-from workers.tools import KINDS, registry, run_tool
+from workers.tools import KINDS, registry, run_tool, supported_kinds
 from workers.tools.base import ToolContext
 
 
@@ -26,3 +26,11 @@ def test_a_missing_optional_package_names_the_extra_to_install() -> None:
     )
     assert spec.available() is False
     assert spec.describe()["available"] is False
+
+
+def test_registration_accepts_exactly_the_listed_kinds_and_aliases() -> None:
+    listed = {spec.kind for spec in registry.listed()}
+    aliases = {alias for spec in registry.listed() for alias in spec.aliases}
+    assert {"playbook", "workbook", "storage"} <= listed
+    assert aliases == {"s3", "gcs", "artifact"}
+    assert supported_kinds() == listed | aliases

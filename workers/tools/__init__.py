@@ -21,7 +21,7 @@ KINDS = {name: spec.module for name, spec in registry.by_kind().items()}
 
 def supported_kinds() -> frozenset[str]:
     """Every tool kind a playbook may use here, the engine's own included."""
-    return frozenset(KINDS) | {"playbook", "workbook"}
+    return frozenset(registry.by_kind(registry.listed()))
 
 
 def run_tool(kind: str, config: dict[str, Any], ctx: ToolContext) -> dict[str, Any]:

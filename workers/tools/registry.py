@@ -221,10 +221,45 @@ SPECS: tuple[ToolSpec, ...] = (
 )
 
 
-def by_kind() -> dict[str, ToolSpec]:
-    """Every kind and alias mapped to its spec."""
+# Kinds a playbook may use that no tool module runs: the engine starts
+# sub-playbooks, and the command runner resolves a workbook call to the tool
+# of the entry it names.
+ENGINE_SPECS: tuple[ToolSpec, ...] = (
+    ToolSpec(
+        "playbook",
+        "",
+        "run another registered playbook as a child run (run by the engine)",
+        {
+            "path": "the child's catalog path (may be templated)",
+            "version": "catalog version (default latest)",
+            "input": "the child's payload, over its workload (also payload)",
+            "return_step": "wait for the child and return this step's result; "
+            "without it the call starts the child and goes on",
+            "timeout": "seconds to wait for the child (default 300)",
+        },
+    ),
+    ToolSpec(
+        "workbook",
+        "",
+        "run a named task of the playbook's `workbook` with this call's input",
+        {
+            "task": "the workbook entry to run (or name, in a single map)",
+            "input": "merged over the entry's own input",
+        },
+    ),
+)
+
+
+def listed() -> tuple[ToolSpec, ...]:
+    """Every kind a playbook may use, in the order `noetl tools` shows them."""
+    return SPECS + ENGINE_SPECS
+
+
+def by_kind(specs: tuple[ToolSpec, ...] = SPECS) -> dict[str, ToolSpec]:
+    """Every kind and alias of ``specs`` (the tool modules' by default)
+    mapped to its spec."""
     found: dict[str, ToolSpec] = {}
-    for spec in SPECS:
+    for spec in specs:
         found[spec.kind] = spec
         for alias in spec.aliases:
             found[alias] = spec

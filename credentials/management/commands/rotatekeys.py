@@ -14,6 +14,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from accounts import audit
 from credentials import crypto, store
+from noetl_site.text import count
 
 
 class Command(BaseCommand):
@@ -31,6 +32,6 @@ class Command(BaseCommand):
             "keys.rotated", key_id, credentials=credentials, keychain_entries=entries
         )
         self.stdout.write(
-            f"re-encrypted {credentials} credential(s) and {entries} keychain "
-            f"entr{'y' if entries == 1 else 'ies'} with key {key_id}"
+            f"re-encrypted {count(credentials, 'credential')} and "
+            f"{count(entries, 'keychain entry', 'keychain entries')} with key {key_id}"
         )

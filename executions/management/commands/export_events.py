@@ -14,6 +14,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import close_old_connections
 
 from executions import clickhouse
+from noetl_site.text import count
 
 SLEEP_SLICE_S = 0.2
 
@@ -89,7 +90,7 @@ class Command(BaseCommand):
             copied = exporter.run_once()
             if options["verbosity"] >= 1 and (copied or not options["follow"]):
                 self.stdout.write(
-                    f"copied {copied} events to {target.qualified} "
+                    f"copied {count(copied, 'event')} to {target.qualified} "
                     f"(up to source id {exporter.last_id})"
                 )
             if not options["follow"] or self.stopping:

@@ -17,6 +17,7 @@ import time
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
+from noetl_site.text import count
 from workers.control_plane import HttpControlPlane, ProtocolError
 from workers.feeder import PointerFeeder
 from workers.worker import Worker
@@ -70,9 +71,10 @@ class Command(BaseCommand):
         if options["nats"]:
             feeder = PointerFeeder(options["nats"], worker, plane.claim_ids)
             feeder.start()
-        lifecycle.info("worker %s (%s) in pool %r, %d slot(s), server %s, %s",
-                 plane.worker_id, plane.name, options["pool"], options["concurrency"],
-                 options["server"], f"NATS {options['nats']}" if feeder else "no NATS")
+        lifecycle.info("worker %s (%s) in pool %r, %s, server %s, %s",
+                       plane.worker_id, plane.name, options["pool"],
+                       count(options["concurrency"], "slot"), options["server"],
+                       f"NATS {options['nats']}" if feeder else "no NATS")
         while not stop.wait(0.5):
             pass
         lifecycle.info("stopping: no new work; waiting for running commands")
